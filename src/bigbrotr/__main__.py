@@ -1,0 +1,7 @@
+"""Allow ``python -m bigbrotr``."""
+
+import sys
+
+from bigbrotr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,122 @@
+"""The ``bigbrotr`` command line: ``run`` and ``check``.
+
+Exit codes: 0 clean stop; 1 failure limit reached (or the ``--once`` cycle
+failed); 2 usage or configuration error, printed as one line; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import yaml
+
+from bigbrotr import __version__
+from bigbrotr.core.logger import LOG_FORMATS, LOG_LEVELS, configure_logging, get_logger
+from bigbrotr.runner import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ShutdownSignals,
+    UsageError,
+    resolve_target,
+    serve,
+)
+
+__all__ = ["main"]
+
+_TARGET_HELP = "a bundled service (demo) or package.module:ClassName, a BaseService subclass"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other user error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="bigbrotr",
+        description="Run long-lived async services with Prometheus metrics.",
+        epilog="example: bigbrotr run demo",
+    )
+    parser.add_argument("--version", action="version", version=f"bigbrotr {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = commands.add_parser(
+        "run",
+        help="run a service on its schedule",
+        description=(
+            "Run a service: serve its metrics (when enabled) and call its cycle every "
+            "interval until SIGINT/SIGTERM (graceful; a second signal stops at once)."
+        ),
+        epilog=(
+            "examples:\n  bigbrotr run demo\n"
+            "  bigbrotr run myapp.jobs:Fetcher --config fetcher.yaml --log-format json"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
+    run.add_argument("--config", metavar="FILE", type=Path, help="YAML configuration file")
+    run.add_argument("--once", action="store_true", help="run one cycle and exit")
+    run.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
+    run.add_argument("--log-format", default="text", choices=LOG_FORMATS)
+    run.set_defaults(handler=_run)
+
+    check = commands.add_parser(
+        "check",
+        help="validate a configuration and print it resolved",
+        description=(
+            "Validate TARGET's configuration and print it with defaults and "
+            "environment variables resolved. Exits 0 if valid, 2 if not."
+        ),
+        epilog="example:\n  bigbrotr check myapp.jobs:Fetcher --config fetcher.yaml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
+    check.add_argument("--config", metavar="FILE", type=Path, help="YAML configuration file")
+    check.set_defaults(handler=_check)
+    return parser
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = resolve_target(args.target).load_config(args.config)
+    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    signals = ShutdownSignals()
+    signals.install()
+    target = resolve_target(args.target)
+    service = target.build(target.load_config(args.config))
+    configure_logging(service.SERVICE_NAME, args.log_level, args.log_format)
+    get_logger(__name__).info(
+        "starting",
+        target=args.target,
+        once=args.once,
+        config=service.config.model_dump(mode="json"),
+    )
+    return asyncio.run(serve(service, signals, once=args.once))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the exit code.
+
+    Args:
+        argv: Arguments without the program name; ``sys.argv[1:]`` by default.
+    """
+    args = _build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except UsageError as exc:
+        print(f"bigbrotr: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return EXIT_INTERRUPTED
+    return code

@@ -1,0 +1,1 @@
+"""The runtime's core: config, the service base class, metrics and logging."""

@@ -1,0 +1,357 @@
+"""The service base class: a fixed-schedule cycle loop with automatic metrics.
+
+A service subclasses ``BaseService``, sets ``SERVICE_NAME`` and ``CONFIG_CLASS``,
+and writes ``run()`` (one bounded unit of work) and ``cleanup()``. The loop in
+``run_forever()`` calls them on a start-to-start schedule, counts successes and
+failures, and stops on request or after too many failures in a row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bigbrotr import __version__
+from bigbrotr.core.logger import get_logger
+from bigbrotr.core.metrics import (
+    CYCLE_DURATION_SECONDS,
+    SERVICE_COUNTER,
+    SERVICE_GAUGE,
+    SERVICE_INFO,
+    MetricsConfig,
+)
+from bigbrotr.core.yaml import ConfigFileError, load_yaml
+
+__all__ = ["BaseService", "BaseServiceConfig", "describe_validation_error", "load_config"]
+
+ONE_WEEK_SECONDS = 604_800.0
+
+
+class BaseServiceConfig(BaseModel):
+    """Settings every service has; subclasses add their own fields.
+
+    Attributes:
+        interval: Seconds between cycle starts (start-to-start, so run time
+            does not add drift).
+        max_consecutive_failures: Failed cycles in a row after which the loop
+            stops; 0 means never stop.
+        metrics: The Prometheus endpoint.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    interval: float = Field(default=300.0, gt=0, le=ONE_WEEK_SECONDS)
+    max_consecutive_failures: int = Field(default=5, ge=0, le=100)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseServiceConfig)
+
+
+class _CounterChild(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class _GaugeChild(_CounterChild, Protocol):
+    def dec(self, amount: float = 1) -> None: ...
+    def set(self, value: float) -> None: ...
+
+
+class _NoOpChild:
+    """Stands in for a labelled child when metrics are off."""
+
+    def inc(self, amount: float = 1) -> None:
+        """Do nothing."""
+
+    def dec(self, amount: float = 1) -> None:
+        """Do nothing."""
+
+    def set(self, value: float) -> None:
+        """Do nothing."""
+
+
+_NOOP = _NoOpChild()
+ChildT = TypeVar("ChildT", bound=_CounterChild)
+
+
+class _Children(dict[str, ChildT]):
+    """Labelled children by ``name``, created on first use.
+
+    A hit is one C-level dict lookup, which keeps helper calls close to the
+    cost of a bare child call. When disabled, every name maps to a shared
+    no-op child and nothing is stored.
+    """
+
+    def __init__(self, make: Callable[[str], ChildT] | None) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, name: str) -> ChildT:
+        if self._make is None:
+            return cast(ChildT, _NOOP)
+        child = self._make(name)
+        self[name] = child
+        return child
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Summarise a pydantic error as one line naming each bad field.
+
+    Args:
+        exc: The validation error.
+
+    Returns:
+        For example ``field 'metrics.port': port must be ... (got 80)``.
+    """
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            parts.append(f"unknown field '{field}'")
+        elif error["type"] == "missing":
+            parts.append(f"field '{field}': required but not given")
+        else:
+            parts.append(f"field '{field}': {message} (got {error['input']!r})")
+    return "; ".join(parts)
+
+
+def load_config(
+    config_class: type[BaseServiceConfig], path: str | os.PathLike[str]
+) -> BaseServiceConfig:
+    """Load and validate a YAML configuration file.
+
+    Args:
+        config_class: The model to validate against.
+        path: The YAML file.
+
+    Returns:
+        An instance of ``config_class``.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ConfigFileError: If the file cannot be parsed or a value is invalid;
+            the message names the file and the field or line.
+    """
+    data = load_yaml(path)
+    try:
+        return config_class(**data)
+    except ValidationError as exc:
+        raise ConfigFileError(f"{path}: {describe_validation_error(exc)}") from exc
+
+
+class BaseService(ABC, Generic[ConfigT]):
+    """A long-lived service that runs one bounded unit of work per cycle.
+
+    Subclasses set ``SERVICE_NAME`` (the ``service`` label of every metric) and
+    ``CONFIG_CLASS``, and implement ``run()`` and ``cleanup()``. Subclasses may
+    take extra dependencies as further ``__init__`` parameters.
+
+    Examples:
+        async with MyService.from_yaml("my.yaml") as service:
+            await service.run_forever()
+    """
+
+    SERVICE_NAME: ClassVar[str]
+    CONFIG_CLASS: ClassVar[type[BaseServiceConfig]] = BaseServiceConfig
+
+    def __init__(self, config: ConfigT | None = None) -> None:
+        if not getattr(self, "SERVICE_NAME", ""):
+            raise TypeError(f"{type(self).__name__} must set the class variable SERVICE_NAME")
+        self._config = config if config is not None else cast(ConfigT, self.CONFIG_CLASS())
+        self._log = get_logger(type(self).__module__, service=self.SERVICE_NAME)
+        self._shutdown = asyncio.Event()
+        self._started = False
+        self._consecutive_failures = 0
+        enabled = self._config.metrics.enabled
+        name = self.SERVICE_NAME
+        self._counters: _Children[_CounterChild] = _Children(
+            (lambda n: SERVICE_COUNTER.labels(name, n)) if enabled else None
+        )
+        self._gauges: _Children[_GaugeChild] = _Children(
+            (lambda n: SERVICE_GAUGE.labels(name, n)) if enabled else None
+        )
+
+    @property
+    def config(self) -> ConfigT:
+        """The validated configuration (read-only)."""
+        return self._config
+
+    @property
+    def is_running(self) -> bool:
+        """True from ``async with`` or ``run_forever()`` until shutdown is requested."""
+        return self._started and not self._shutdown.is_set()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **kwargs: Any) -> Self:
+        """Build the service from a configuration mapping.
+
+        Args:
+            data: Configuration values, validated by ``CONFIG_CLASS``.
+            **kwargs: Extra dependencies passed on to ``__init__``.
+
+        Raises:
+            pydantic.ValidationError: If a value is invalid or a key unknown.
+        """
+        return cls(cast(ConfigT, cls.CONFIG_CLASS(**data)), **kwargs)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], **kwargs: Any) -> Self:
+        """Build the service from a YAML file (see ``load_yaml``).
+
+        Args:
+            path: The YAML file.
+            **kwargs: Extra dependencies passed on to ``__init__``.
+
+        Raises:
+            FileNotFoundError: If the file does not exist.
+            ConfigFileError: If the file cannot be parsed or a value is invalid;
+                the message names the file and the field or line.
+        """
+        return cls(cast(ConfigT, load_config(cls.CONFIG_CLASS, path)), **kwargs)
+
+    @staticmethod
+    def clock() -> float:
+        """Monotonic seconds used for scheduling and cycle durations.
+
+        Tests override it to control time instead of sleeping.
+        """
+        return time.monotonic()
+
+    @abstractmethod
+    async def run(self) -> None:
+        """Do one bounded unit of work. An exception marks the cycle failed."""
+
+    @abstractmethod
+    async def cleanup(self) -> int:
+        """Release what the previous cycle left behind, before each ``run()``.
+
+        Returns:
+            How many items were cleaned up (for logs).
+        """
+
+    def request_shutdown(self) -> None:
+        """Ask the loop to stop after the current cycle; interrupts the wait at once.
+
+        Safe to call from a signal handler running on the event loop.
+        """
+        self._shutdown.set()
+
+    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 (the seed's API)
+        """Sleep up to ``timeout`` seconds, waking early on shutdown.
+
+        Returns:
+            True if shutdown was requested.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._shutdown.wait(), timeout)
+        return self._shutdown.is_set()
+
+    async def __aenter__(self) -> Self:
+        self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.request_shutdown()
+
+    async def run_forever(self) -> bool:
+        """Run cycles on a fixed start-to-start schedule until told to stop.
+
+        A cycle that overruns the interval is followed at once by the next.
+        ``CancelledError``, ``KeyboardInterrupt`` and ``SystemExit`` propagate;
+        any other exception fails the cycle and the loop goes on.
+
+        Returns:
+            True if the loop stopped because ``max_consecutive_failures``
+            cycles failed in a row; False if shutdown was requested.
+        """
+        self._start()
+        limit = self._config.max_consecutive_failures
+        while not self._shutdown.is_set():
+            started = self.clock()
+            await self.run_cycle()
+            if limit and self._consecutive_failures >= limit:
+                self._log.error("failure limit reached, stopping", consecutive_failures=limit)
+                self.request_shutdown()
+                return True
+            if await self.wait(max(0.0, self._config.interval - (self.clock() - started))):
+                break
+        return False
+
+    async def run_cycle(self) -> bool:
+        """Run one cycle, ``cleanup()`` then ``run()``, and record its metrics.
+
+        Returns:
+            True if the cycle succeeded.
+        """
+        self._start()
+        started = self.clock()
+        try:
+            cleaned = await self.cleanup()
+            await self.run()
+        except Exception as exc:
+            self._consecutive_failures += 1
+            self.inc_counter("cycles_failed")
+            self.inc_counter(f"errors_{type(exc).__name__}")
+            self.set_gauge("consecutive_failures", self._consecutive_failures)
+            self._log.error(
+                "cycle failed",
+                error=f"{type(exc).__name__}: {exc}",
+                consecutive_failures=self._consecutive_failures,
+                exc_info=exc,
+            )
+            return False
+        duration = self.clock() - started
+        self._consecutive_failures = 0
+        self.inc_counter("cycles_success")
+        self.set_gauge("consecutive_failures", 0)
+        self.set_gauge("last_cycle_timestamp", time.time())
+        if self._config.metrics.enabled:
+            CYCLE_DURATION_SECONDS.labels(self.SERVICE_NAME).observe(duration)
+        self._log.debug("cycle done", duration_seconds=round(duration, 6), cleaned=cleaned)
+        return True
+
+    def set_gauge(self, name: str, value: float) -> None:
+        """Set ``service_gauge{service, name}``; a no-op when metrics are off."""
+        self._gauges[name].set(value)
+
+    def inc_gauge(self, name: str, value: float = 1) -> None:
+        """Raise ``service_gauge{service, name}`` by ``value``."""
+        self._gauges[name].inc(value)
+
+    def dec_gauge(self, name: str, value: float = 1) -> None:
+        """Lower ``service_gauge{service, name}`` by ``value``."""
+        self._gauges[name].dec(value)
+
+    def inc_counter(self, name: str, value: float = 1) -> None:
+        """Add ``value`` to ``service_counter_total{service, name}``.
+
+        Raises:
+            ValueError: If metrics are on and ``value`` is negative (counters
+                only go up).
+        """
+        self._counters[name].inc(value)
+
+    def _start(self) -> None:
+        """Mark the service started and export its baseline metrics, once."""
+        if self._started:
+            return
+        self._started = True
+        if self._config.metrics.enabled:
+            SERVICE_INFO.info({"service": self.SERVICE_NAME, "version": __version__})
+            self.inc_counter("cycles_success", 0)
+            self.inc_counter("cycles_failed", 0)
+            self.set_gauge("consecutive_failures", 0)

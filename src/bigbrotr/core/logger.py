@@ -1,0 +1,86 @@
+"""Structured logging on structlog, for our code and the libraries beneath it.
+
+One call, ``configure_logging``, sets up both structlog and the standard
+``logging`` root, so lines from aiohttp and asyncio come out in the same format
+and carry the same ``service`` field as ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+__all__ = ["LOG_FORMATS", "LOG_LEVELS", "LogFormat", "configure_logging", "get_logger"]
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class _AddService:
+    """Processor that stamps every event with the service name."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+
+    def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        event.setdefault("service", self._service)
+        return event
+
+
+def configure_logging(
+    service: str,
+    level: str = "INFO",
+    fmt: LogFormat = "text",
+    stream: TextIO | None = None,
+) -> None:
+    """Route structlog and standard logging to one stream in one format.
+
+    Args:
+        service: Name added to every line, so mixed logs stay attributable.
+        level: Minimum level name (``DEBUG`` ... ``CRITICAL``).
+        fmt: ``text`` for people, ``json`` for one JSON object per line.
+        stream: Where lines go; standard error by default.
+    """
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        _AddService(service),
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: Processor
+    if fmt == "json":
+        shared.append(structlog.processors.format_exc_info)
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        cache_logger_on_first_use=False,
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+
+
+def get_logger(name: str, **context: Any) -> FilteringBoundLogger:
+    """Return a structured logger named ``name`` with ``context`` bound.
+
+    The logger is a lazy proxy: it follows ``configure_logging`` even when it
+    was created before, as module-level loggers are.
+    """
+    logger: FilteringBoundLogger = structlog.get_logger(name, **context)
+    return logger

@@ -1,0 +1,179 @@
+"""Prometheus metrics collection and HTTP exposition.
+
+Defines module-level metric objects (singletons, thread-safe) that are shared
+across all services. ``BaseService.run_forever()`` automatically records cycle
+counts, durations, and failure streaks. Services add custom metrics through
+``set_gauge()`` and ``inc_counter()`` on the base class.
+
+The ``MetricsServer`` provides an async HTTP endpoint (via aiohttp) for
+Prometheus scraping. Configuration is handled through ``MetricsConfig``, which
+can be embedded in any service's YAML configuration via ``BaseServiceConfig``.
+
+Attributes:
+    SERVICE_INFO: Static metadata set once at startup.
+    SERVICE_GAUGE: Point-in-time values (current state).
+    SERVICE_COUNTER: Cumulative totals (monotonically increasing).
+    CYCLE_DURATION_SECONDS: Histogram for latency percentiles (p50/p95/p99).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from aiohttp import web
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.registry import CollectorRegistry
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "CYCLE_DURATION_SECONDS",
+    "SERVICE_COUNTER",
+    "SERVICE_GAUGE",
+    "SERVICE_INFO",
+    "MetricsConfig",
+    "MetricsServer",
+    "start_metrics_server",
+]
+
+SERVICE_INFO = Info("service", "Static service metadata, set once at start.")
+SERVICE_GAUGE = Gauge(
+    "service_gauge", "Point-in-time service values, by name.", ["service", "name"]
+)
+SERVICE_COUNTER = Counter(
+    "service_counter", "Cumulative service totals, by name.", ["service", "name"]
+)
+CYCLE_DURATION_SECONDS = Histogram(
+    "cycle_duration_seconds",
+    "Duration of successful service cycles in seconds.",
+    ["service"],
+    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+
+
+class MetricsConfig(BaseModel):
+    """Configuration for the Prometheus metrics endpoint.
+
+    Set ``host`` to ``"0.0.0.0"`` in container environments to allow external
+    scraping. The endpoint is only started when ``enabled`` is True.
+
+    Attributes:
+        enabled: Whether to serve metrics at all.
+        port: TCP port, 1024-65535, or 0 for any free port (read the bound one
+            back from ``MetricsServer.port``).
+        host: Interface to bind; loopback by default so nothing is exposed by
+            accident.
+        path: URL path of the endpoint.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    port: int = 8000
+    host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
+    path: str = "/metrics"
+
+    @field_validator("port")
+    @classmethod
+    def _check_port(cls, port: int) -> int:
+        if port != 0 and not 1024 <= port <= 65535:
+            raise ValueError("port must be 0 (any free port) or between 1024 and 65535")
+        return port
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError("path must start with '/'")
+        return path
+
+
+class MetricsServer:
+    """Async HTTP server exposing a Prometheus-compatible metrics endpoint.
+
+    Built on aiohttp so it shares the service's event loop. The endpoint path is
+    configurable via ``MetricsConfig.path``; GET and HEAD are served there, other
+    methods get 405 and other paths 404.
+
+    Examples:
+        server = MetricsServer(MetricsConfig(enabled=True, port=8001))
+        await server.start()
+        # ... service runs ...
+        await server.stop()
+    """
+
+    def __init__(self, config: MetricsConfig, registry: CollectorRegistry = REGISTRY) -> None:
+        self._config = config
+        self._registry = registry
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+    @property
+    def port(self) -> int | None:
+        """The bound TCP port while running (resolves port 0), else None."""
+        return self._port
+
+    @property
+    def url(self) -> str | None:
+        """The full scrape URL while running, else None."""
+        if self._port is None:
+            return None
+        host = self._config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self._port}{self._config.path}"
+
+    async def start(self) -> None:
+        """Start listening for Prometheus scrape requests.
+
+        Returns immediately (no-op) if metrics are disabled or the server is
+        already running.
+
+        Raises:
+            OSError: If binding fails (for example, the port is in use). The
+                message names host:port, and nothing is left running.
+        """
+        if not self._config.enabled or self._runner is not None:
+            return
+        app = web.Application()
+        app.router.add_get(self._config.path, self._handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        host, port = self._config.host, self._config.port
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            reason = exc.strerror or str(exc)
+            raise OSError(exc.errno, f"cannot serve metrics on {host}:{port}: {reason}") from exc
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Stop the HTTP server and release the port.
+
+        Idempotent: safe to call if the server was never started or has already
+        been stopped.
+        """
+        runner, self._runner, self._port = self._runner, None, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = generate_latest(self._registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+
+
+async def start_metrics_server(config: MetricsConfig | None = None) -> MetricsServer:
+    """Create and start a metrics server in one call.
+
+    Args:
+        config: Endpoint configuration; defaults to ``MetricsConfig()``.
+
+    Returns:
+        A running ``MetricsServer`` (a no-op one when metrics are disabled).
+        The caller should call ``stop()`` during shutdown to release the port.
+    """
+    server = MetricsServer(config or MetricsConfig())
+    await server.start()
+    return server

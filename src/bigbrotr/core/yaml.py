@@ -1,0 +1,101 @@
+"""YAML configuration loading with environment interpolation and located errors.
+
+``${VAR}`` and ``${VAR:-default}`` are expanded inside string scalars only, after
+parsing, so a value from the environment can never change the document's
+structure. A plain (unquoted) scalar that was interpolated is typed again, so
+``port: ${PORT}`` yields an int just as ``port: 8001`` would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ConfigFileError", "load_yaml"]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigFileError(ValueError):
+    """A configuration file that cannot be read as a mapping.
+
+    The message starts with ``file:line:`` so people and editors can jump to it.
+    """
+
+
+class _InterpolatingLoader(yaml.SafeLoader):
+    """SafeLoader that expands ``${VAR}`` in string scalars."""
+
+    def construct_interpolated(self, node: yaml.ScalarNode) -> Any:
+        raw: str = self.construct_scalar(node)
+        if "${" not in raw:
+            return raw
+
+        def expand(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            value = os.environ.get(name)
+            if value is not None:
+                return value
+            if default is not None:
+                return default
+            raise yaml.MarkedYAMLError(
+                problem=f"environment variable {name} is not set (use ${{{name}:-default}})",
+                problem_mark=node.start_mark,
+            )
+
+        value = _VAR.sub(expand, raw)
+        if node.style is None:  # plain scalar: let YAML type the expanded text
+            tag = self.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
+            if tag != "tag:yaml.org,2002:str":
+                return self.construct_object(yaml.ScalarNode(tag, value))
+        return value
+
+
+_InterpolatingLoader.add_constructor(
+    "tag:yaml.org,2002:str", _InterpolatingLoader.construct_interpolated
+)
+
+
+def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load a YAML mapping from ``path``, expanding environment variables.
+
+    Args:
+        path: The file to read.
+
+    Returns:
+        The top-level mapping (empty for an empty file).
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ConfigFileError: On a syntax error, an unset variable without a
+            default, or a top level that is not a mapping; the message names
+            file and line.
+    """
+    file = Path(path)
+    text = file.read_text(encoding="utf-8")
+    loader = _InterpolatingLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else {}
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{file}:{mark.line + 1}" if mark else str(file)
+        raise ConfigFileError(f"{where}: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(f"{file}: {exc}") from None
+    finally:
+        loader.dispose()
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        assert node is not None
+        kind = type(data).__name__
+        raise ConfigFileError(
+            f"{file}:{node.start_mark.line + 1}: top level must be a mapping of settings, "
+            f"got a {kind}"
+        )
+    return data

@@ -1,0 +1,223 @@
+"""Process wiring: find the service, load its config, start, handle signals, stop.
+
+Everything a user can get wrong (a bad target, a missing or invalid file, a
+port in use) is raised as ``UsageError`` with a one-line message, which the CLI
+prints and turns into exit code 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pydantic import ValidationError
+
+from bigbrotr.core.base_service import (
+    BaseService,
+    BaseServiceConfig,
+    describe_validation_error,
+    load_config,
+)
+from bigbrotr.core.logger import get_logger
+from bigbrotr.core.metrics import MetricsServer
+from bigbrotr.core.yaml import ConfigFileError
+
+__all__ = [
+    "BUNDLED_SERVICES",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "ShutdownSignals",
+    "Target",
+    "UsageError",
+    "resolve_target",
+    "serve",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+#: Bundled service name -> (import target, default YAML shipped beside it).
+BUNDLED_SERVICES: dict[str, tuple[str, str]] = {
+    "demo": ("bigbrotr.services.demo:DemoService", "demo.yaml"),
+}
+
+_log = get_logger(__name__)
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; its message is one line saying what and where."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved ``TARGET``: the service class and its default config file."""
+
+    service_class: type[BaseService[BaseServiceConfig]]
+    default_config: Path | None
+
+    def load_config(self, path: Path | None) -> BaseServiceConfig:
+        """Validate ``path`` (or the default file, or the class defaults).
+
+        Raises:
+            UsageError: If the file is missing or invalid.
+        """
+        config_class = self.service_class.CONFIG_CLASS
+        path = path or self.default_config
+        try:
+            if path is None:
+                return config_class()
+            return load_config(config_class, path)
+        except FileNotFoundError:
+            raise UsageError(f"config file not found: {path}") from None
+        except IsADirectoryError:
+            raise UsageError(f"config path is a directory, not a file: {path}") from None
+        except ConfigFileError as exc:
+            raise UsageError(str(exc)) from None
+        except ValidationError as exc:
+            raise UsageError(
+                f"{self.service_class.__name__} defaults: {describe_validation_error(exc)} "
+                "(pass --config FILE)"
+            ) from None
+
+    def build(self, config: BaseServiceConfig) -> BaseService[BaseServiceConfig]:
+        """Instantiate the service with ``config``.
+
+        Raises:
+            UsageError: If the class cannot be built from a config alone.
+        """
+        try:
+            return self.service_class(config)
+        except TypeError as exc:
+            raise UsageError(f"cannot build {self.service_class.__name__}: {exc}") from None
+
+
+def resolve_target(target: str) -> Target:
+    """Turn ``package.module:ClassName`` or a bundled name into a ``Target``.
+
+    The current directory is importable, as with ``python -m``, so a service
+    module beside its YAML file works without installing it.
+
+    Raises:
+        UsageError: If the target is malformed, cannot be imported, or is not
+            a ``BaseService`` subclass.
+    """
+    default_config: Path | None = None
+    if target in BUNDLED_SERVICES:
+        target, resource = BUNDLED_SERVICES[target]
+        default_config = Path(str(files("bigbrotr.services") / resource))
+    module_name, sep, class_name = target.partition(":")
+    if not sep or not module_name or not class_name:
+        bundled = ", ".join(sorted(BUNDLED_SERVICES))
+        raise UsageError(
+            f"target {target!r} must be 'package.module:ClassName' or a bundled service ({bundled})"
+        )
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, BaseService)):
+        raise UsageError(f"{target!r} is not a BaseService subclass")
+    return Target(cls, default_config)
+
+
+class ShutdownSignals:
+    """SIGINT/SIGTERM policy: the first asks for a graceful stop, the second stops at once.
+
+    Installed before anything else starts, so a signal during start-up is
+    remembered and honoured as soon as the service exists.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received = 0
+        self._service: BaseService[BaseServiceConfig] | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    def install(self) -> None:
+        """Catch signals synchronously until ``attach`` moves them onto the loop."""
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._early)
+
+    def _early(self, signum: int, frame: FrameType | None) -> None:
+        self.received += 1
+        if self.received > 1:
+            raise KeyboardInterrupt
+
+    def attach(self, service: BaseService[BaseServiceConfig], task: asyncio.Task[Any]) -> None:
+        """Route signals through the running loop to ``service`` and ``task``."""
+        self._service, self._task = service, task
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        if self.received:
+            service.request_shutdown()
+
+    def detach(self) -> None:
+        """Remove the loop's handlers (before the loop closes)."""
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self.received += 1
+        assert self._service is not None
+        assert self._task is not None
+        if self.received == 1:
+            _log.info("shutdown requested, stopping after the current cycle", signal=sig.name)
+            self._service.request_shutdown()
+        else:
+            _log.warning("second signal, stopping now", signal=sig.name)
+            self._task.cancel()
+
+
+async def serve(
+    service: BaseService[BaseServiceConfig], signals: ShutdownSignals, *, once: bool = False
+) -> int:
+    """Run ``service`` until it stops, and return the process exit code.
+
+    Continuous mode starts the metrics server (when enabled) and runs
+    ``run_forever()``; ``once`` runs a single cycle without serving.
+
+    Raises:
+        UsageError: If the metrics port cannot be bound.
+        asyncio.CancelledError: After a second signal.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    signals.attach(service, task)
+    try:
+        if once:
+            async with service:
+                return EXIT_OK if await service.run_cycle() else EXIT_FAILED
+        server = MetricsServer(service.config.metrics)
+        try:
+            await server.start()
+        except OSError as exc:
+            raise UsageError(exc.strerror or str(exc)) from None
+        try:
+            if server.url:
+                _log.info("serving metrics", url=server.url)
+            async with service:
+                failed = await service.run_forever()
+        finally:
+            await server.stop()
+        _log.info("stopped", reason="failure limit" if failed else "shutdown requested")
+        return EXIT_FAILED if failed else EXIT_OK
+    finally:
+        signals.detach()

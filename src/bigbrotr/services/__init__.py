@@ -1,0 +1,1 @@
+"""Services bundled with bigbrotr, runnable by name (``bigbrotr run demo``)."""

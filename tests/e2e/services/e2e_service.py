@@ -1,0 +1,43 @@
+"""A service for end-to-end tests, imported by the CLI from this directory.
+
+Set E2E_IMPORT_PAUSE to a file path to make the import write that file and
+pause, so a test can signal the process while it is still starting.
+"""
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Literal
+
+from bigbrotr.core.base_service import BaseService, BaseServiceConfig
+
+if pause_marker := os.environ.get("E2E_IMPORT_PAUSE"):
+    Path(pause_marker).touch()
+    time.sleep(1.5)
+
+
+class E2EConfig(BaseServiceConfig):
+    """What each cycle does, and where it leaves a mark."""
+
+    mode: Literal["ok", "fail", "slow"] = "ok"
+    marker_dir: str = ""
+
+
+class E2EService(BaseService[E2EConfig]):
+    """Succeeds, fails, or hangs, as configured; touches a file per cycle."""
+
+    SERVICE_NAME = "e2e"
+    CONFIG_CLASS = E2EConfig
+
+    async def cleanup(self) -> int:
+        return 0
+
+    async def run(self) -> None:
+        if self.config.marker_dir:  # tiny local file ops; blocking is fine in a test fake
+            marker_dir = Path(self.config.marker_dir)
+            (marker_dir / f"cycle-{len(list(marker_dir.glob('cycle-*')))}").touch()  # noqa: ASYNC240
+        if self.config.mode == "fail":
+            raise RuntimeError("always fails")
+        if self.config.mode == "slow":
+            await asyncio.sleep(60)

@@ -1,0 +1,155 @@
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bigbrotr import __version__
+from tests.conftest import assert_port_free
+from tests.e2e.conftest import CLI, TARGET, sample, scrape, wait_until
+
+StartCLI = Callable[..., CLI]
+
+
+def fast(**fields: object) -> dict[str, object]:
+    """A config for a quick test service with metrics on a free port."""
+    return {"interval": 0.05, "metrics": {"enabled": True, "port": 0}, **fields}
+
+
+def test_run_scrape_then_sigterm_stops_cleanly(start_cli: StartCLI) -> None:
+    """A running service is scraped, stops on SIGTERM with exit 0 and frees its port."""
+    cli = start_cli("run", TARGET, "--log-format", "json", config=fast())
+    url = cli.metrics_url()
+
+    def successes() -> float:
+        value = sample(scrape(url), "service_counter_total", service="e2e", name="cycles_success")
+        return value if value is not None and value >= 2 else 0
+
+    wait_until(successes, what="two successful cycles")
+    cli.signal(signal.SIGTERM)
+    assert cli.wait() == 0
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    assert_port_free(port)
+    lines = cli.json_lines()
+    assert len(cli.logged("starting")) == 1
+    assert cli.logged("starting")[0]["config"]["interval"] == 0.05
+    assert all(line["service"] == "e2e" for line in lines)
+
+
+def test_failure_limit_exits_1(start_cli: StartCLI, tmp_path: Path) -> None:
+    """Reaching max_consecutive_failures stops the process with exit code 1."""
+    config = fast(mode="fail", max_consecutive_failures=3, marker_dir=str(tmp_path / "m"))
+    (tmp_path / "m").mkdir()
+    cli = start_cli("run", TARGET, "--log-format", "json", config=config)
+    assert cli.wait() == 1
+    assert len(list((tmp_path / "m").iterdir())) == 3
+    failures = cli.logged("cycle failed")
+    assert len(failures) == 3
+    assert failures[0]["level"] == "error"
+    assert failures[0]["error"] == "RuntimeError: always fails"
+    assert "Traceback" in failures[0]["exception"]
+    assert cli.logged("failure limit reached, stopping")
+
+
+def test_once_runs_one_cycle(start_cli: StartCLI, tmp_path: Path) -> None:
+    """--once runs exactly one cycle and exits 0, without serving metrics."""
+    config = fast(marker_dir=str(tmp_path))
+    cli = start_cli("run", TARGET, "--once", "--log-format", "json", config=config)
+    assert cli.wait() == 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("cycle")] == ["cycle-0"]
+    assert not cli.logged("serving metrics")
+
+
+def test_once_failure_exits_1(start_cli: StartCLI) -> None:
+    """A failed --once cycle exits 1 and logs the error once."""
+    cli = start_cli("run", TARGET, "--once", "--log-format", "json", config=fast(mode="fail"))
+    assert cli.wait() == 1
+    assert len(cli.logged("cycle failed")) == 1
+
+
+def test_bad_config_exits_2_with_one_line(start_cli: StartCLI) -> None:
+    """An invalid config file prints one line naming file and field, and exits 2."""
+    cli = start_cli("run", TARGET, config=fast(mode="sideways"))
+    assert cli.wait() == 2
+    err = cli.stderr().strip()
+    assert len(err.splitlines()) == 1
+    assert "config-0.yaml: field 'mode'" in err
+    assert "Traceback" not in err
+
+
+def test_missing_explicit_config_exits_2(start_cli: StartCLI, tmp_path: Path) -> None:
+    """An explicit --config that does not exist is an error, not a warning."""
+    cli = start_cli("run", TARGET, "--config", str(tmp_path / "absent.yaml"))
+    assert cli.wait() == 2
+    assert cli.stderr().strip() == f"bigbrotr: error: config file not found: {tmp_path}/absent.yaml"
+
+
+def test_port_in_use_exits_2_naming_the_port(
+    start_cli: StartCLI, listening_socket: socket.socket, tmp_path: Path
+) -> None:
+    """A metrics port already taken is a one-line error naming host:port; no cycle runs."""
+    busy = listening_socket.getsockname()[1]
+    config = fast(marker_dir=str(tmp_path))
+    config["metrics"] = {"enabled": True, "port": busy}
+    cli = start_cli("run", TARGET, config=config)
+    assert cli.wait() == 2
+    err = cli.stderr().strip().splitlines()[-1]
+    assert err.startswith("bigbrotr: error: ")
+    assert f"127.0.0.1:{busy}" in err
+    assert "Traceback" not in cli.stderr()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("cycle")]
+
+
+def test_second_signal_exits_at_once(start_cli: StartCLI, tmp_path: Path) -> None:
+    """The first SIGTERM waits for the cycle; a second one stops at once with 130."""
+    config = fast(mode="slow", marker_dir=str(tmp_path))
+    cli = start_cli("run", TARGET, "--log-format", "json", config=config)
+    wait_until(lambda: (tmp_path / "cycle-0").exists(), what="the slow cycle to start")
+    cli.signal(signal.SIGTERM)
+    wait_until(lambda: cli.logged("shutdown requested, stopping after the current cycle"))
+    assert cli.proc.poll() is None
+    cli.signal(signal.SIGINT)
+    assert cli.wait(timeout=5) == 130
+
+
+def test_signal_during_startup_is_not_lost(start_cli: StartCLI, tmp_path: Path) -> None:
+    """A SIGTERM while the service is still being imported stops it before any cycle."""
+    marker = tmp_path / "importing"
+    cycles = tmp_path / "cycles"
+    cycles.mkdir()
+    cli = start_cli(
+        "run",
+        TARGET,
+        "--log-format",
+        "json",
+        config=fast(marker_dir=str(cycles)),
+        env={"E2E_IMPORT_PAUSE": str(marker)},
+    )
+    wait_until(marker.exists, what="the import to start")
+    cli.signal(signal.SIGTERM)
+    assert cli.wait() == 0
+    assert list(cycles.iterdir()) == []
+    assert cli.logged("stopped")
+
+
+def test_python_dash_m_reports_version() -> None:
+    """Python -m bigbrotr --version prints the version."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bigbrotr", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == f"bigbrotr {__version__}"
+
+
+def test_interrupt_exit_code_when_killed_twice_quickly(start_cli: StartCLI) -> None:
+    """Two SIGINTs in a row never leave the process running; it exits 0 or 130."""
+    cli = start_cli("run", TARGET, "--log-format", "json", config=fast(mode="slow"))
+    cli.metrics_url()
+    cli.signal(signal.SIGINT)
+    time.sleep(0.1)
+    cli.signal(signal.SIGINT)
+    assert cli.wait(timeout=5) == 130

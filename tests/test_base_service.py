@@ -1,0 +1,335 @@
+import asyncio
+import io
+import itertools
+import json
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+from pydantic import ValidationError
+
+from bigbrotr import __version__
+from bigbrotr.core.base_service import BaseService, BaseServiceConfig
+from bigbrotr.core.yaml import ConfigFileError
+from tests.conftest import ScriptedService, metrics_on, scripted
+
+
+def counter(service: type[BaseService[BaseServiceConfig]], name: str) -> float | None:
+    labels = {"service": service.SERVICE_NAME, "name": name}
+    return REGISTRY.get_sample_value("service_counter_total", labels)
+
+
+def gauge(service: type[BaseService[BaseServiceConfig]], name: str) -> float | None:
+    labels = {"service": service.SERVICE_NAME, "name": name}
+    return REGISTRY.get_sample_value("service_gauge", labels)
+
+
+def test_config_defaults() -> None:
+    """Interval 300 s, five failures, metrics off."""
+    config = BaseServiceConfig()
+    assert config.interval == 300.0
+    assert config.max_consecutive_failures == 5
+    assert config.metrics.enabled is False
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"interval": 0},
+        {"interval": -1},
+        {"interval": 604_801},
+        {"max_consecutive_failures": -1},
+        {"max_consecutive_failures": 101},
+        {"intervall": 5},
+        {"metrics": {"port": 80}},
+    ],
+)
+def test_config_rejects_bad_values(fields: dict[str, object]) -> None:
+    """Out-of-range values and unknown keys are rejected."""
+    with pytest.raises(ValidationError):
+        BaseServiceConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_config_accepts_bounds() -> None:
+    """One week, 0 (unlimited) and 100 failures are allowed."""
+    config = BaseServiceConfig(interval=604_800, max_consecutive_failures=0)
+    assert config.interval == 604_800
+    assert config.max_consecutive_failures == 0
+    assert BaseServiceConfig(max_consecutive_failures=100).max_consecutive_failures == 100
+
+
+def test_service_defaults_its_config_from_config_class() -> None:
+    """Without a config, the service builds CONFIG_CLASS() and exposes it read-only."""
+
+    class Extended(BaseServiceConfig):
+        batch: int = 10
+
+    cls = type("WithConfig", (scripted(),), {"CONFIG_CLASS": Extended})
+    service = cls()
+    assert isinstance(service.config, Extended)
+    assert service.config.batch == 10
+    with pytest.raises(AttributeError):
+        service.config = Extended()
+    with pytest.raises(ValidationError):
+        service.config.interval = 1
+
+
+def test_service_without_name_is_rejected() -> None:
+    """A subclass that forgets SERVICE_NAME fails at construction, saying so."""
+
+    class Nameless(BaseService[BaseServiceConfig]):
+        async def run(self) -> None: ...
+        async def cleanup(self) -> int:
+            return 0
+
+    with pytest.raises(TypeError, match="SERVICE_NAME"):
+        Nameless()
+
+
+def test_base_service_is_abstract() -> None:
+    """run() and cleanup() must be implemented."""
+    bare = type("Bare", (BaseService,), {"SERVICE_NAME": "bare"})
+    with pytest.raises(TypeError, match="abstract"):
+        bare()
+
+
+def test_from_dict_and_from_yaml_pass_extra_dependencies(tmp_path: Path) -> None:
+    """from_dict and from_yaml validate the config and forward keyword arguments."""
+    cls = scripted()
+    service = cls.from_dict({"interval": 7}, script=[1.0])
+    assert service.config.interval == 7
+    assert service.script == [1.0]
+    path = tmp_path / "svc.yaml"
+    path.write_text("interval: 9\nmetrics:\n  enabled: true\n")
+    service = cls.from_yaml(path, script=[2.0])
+    assert service.config.interval == 9
+    assert service.config.metrics.enabled
+    assert service.script == [2.0]
+
+
+def test_from_yaml_error_names_file_and_field(tmp_path: Path) -> None:
+    """An invalid value in YAML is a ConfigFileError naming the file and dotted field."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("metrics:\n  port: 80\n")
+    with pytest.raises(ConfigFileError, match=r"bad\.yaml: field 'metrics\.port'.*got 80"):
+        scripted().from_yaml(path)
+    path.write_text("intervall: 5\n")
+    with pytest.raises(ConfigFileError, match="unknown field 'intervall'"):
+        scripted().from_yaml(path)
+
+
+async def test_is_running_follows_async_with_and_shutdown() -> None:
+    """is_running is False before start, True inside async with, False after shutdown."""
+    service = scripted()()
+    assert not service.is_running
+    async with service:
+        assert service.is_running
+        service.request_shutdown()
+        assert not service.is_running
+    async with scripted()() as other:
+        assert other.is_running
+    assert not other.is_running
+
+
+async def test_wait_times_out_false_and_wakes_true_on_shutdown() -> None:
+    """wait() returns False on timeout and True, at once, when shutdown is requested."""
+    service = BaseServiceSleeper()
+    assert await service.wait(0.01) is False
+    waiter = asyncio.create_task(service.wait(3600))
+    await asyncio.sleep(0)
+    service.request_shutdown()
+    assert await asyncio.wait_for(waiter, timeout=5) is True
+
+
+class BaseServiceSleeper(BaseService[BaseServiceConfig]):
+    """A real-time service whose cycles sleep until shutdown."""
+
+    SERVICE_NAME = "sleeper"
+
+    async def run(self) -> None:
+        await self.wait(3600)
+
+    async def cleanup(self) -> int:
+        return 0
+
+
+async def test_run_forever_interval_wait_is_interrupted_by_shutdown() -> None:
+    """A service waiting out a long interval stops as soon as shutdown is requested."""
+    service = BaseServiceSleeper(BaseServiceConfig(interval=3600))
+    loop = asyncio.create_task(service.run_forever())
+    await asyncio.sleep(0.05)
+    assert service.is_running
+    service.request_shutdown()
+    assert await asyncio.wait_for(loop, timeout=5) is False
+
+
+async def test_each_cycle_runs_cleanup_then_run() -> None:
+    """Every cycle calls cleanup() then run()."""
+    service = scripted()(script=[1, 1, 1])
+    assert await service.run_forever() is False
+    assert service.calls == ["cleanup", "run"] * 3
+
+
+async def test_schedule_is_start_to_start_without_drift() -> None:
+    """With a 10 s interval and 3 s cycles, cycles start exactly 10 s apart."""
+    service = scripted()(BaseServiceConfig(interval=10), script=[3, 3, 3, 3])
+    await service.run_forever()
+    starts = service.cycle_starts
+    assert [b - a for a, b in itertools.pairwise(starts)] == [10, 10, 10]
+    assert service.waits[:3] == [7, 7, 7]
+
+
+async def test_long_cycle_starts_the_next_at_once() -> None:
+    """A cycle longer than the interval is followed by the next without waiting."""
+    service = scripted()(BaseServiceConfig(interval=10), script=[25, 3, 3])
+    await service.run_forever()
+    assert service.waits[:2] == [0, 7]
+    assert service.cycle_starts == [1000, 1025, 1035]
+
+
+@pytest.mark.parametrize("exc", [asyncio.CancelledError(), KeyboardInterrupt(), SystemExit(3)])
+async def test_control_flow_exceptions_propagate_uncounted(exc: BaseException) -> None:
+    """CancelledError, KeyboardInterrupt and SystemExit leave run_forever uncounted."""
+    cls = scripted()
+    service = cls(metrics_on(), script=[exc, 1])
+    with pytest.raises(type(exc)):
+        await service.run_forever()
+    assert counter(cls, "cycles_failed") == 0
+    assert counter(cls, "cycles_success") == 0
+
+
+async def test_failures_are_counted_and_the_loop_goes_on() -> None:
+    """A failing cycle is counted by type and the next cycle still runs."""
+    cls = scripted()
+    service = cls(metrics_on(), script=[ValueError("x"), KeyError("y"), 2])
+    assert await service.run_forever() is False
+    assert counter(cls, "cycles_failed") == 2
+    assert counter(cls, "cycles_success") == 1
+    assert counter(cls, "errors_ValueError") == 1
+    assert counter(cls, "errors_KeyError") == 1
+    assert gauge(cls, "consecutive_failures") == 0
+
+
+async def test_failure_limit_stops_the_loop_and_reports_it() -> None:
+    """max_consecutive_failures failures in a row stop the loop, which returns True."""
+    cls = scripted()
+    script: list[float | BaseException] = [RuntimeError("boom")] * 10
+    service = cls(metrics_on(max_consecutive_failures=3), script=script)
+    assert await service.run_forever() is True
+    assert service.calls.count("run") == 3
+    assert counter(cls, "cycles_failed") == 3
+    assert gauge(cls, "consecutive_failures") == 3
+    assert not service.is_running
+
+
+async def test_a_success_resets_the_failure_streak() -> None:
+    """Failures separated by a success never reach the limit."""
+    boom = RuntimeError("boom")
+    cls = scripted()
+    service = cls(metrics_on(max_consecutive_failures=2), script=[boom, 1, boom, 1, boom])
+    assert await service.run_forever() is False
+    assert counter(cls, "cycles_failed") == 3
+
+
+async def test_zero_failure_limit_means_unlimited() -> None:
+    """With max_consecutive_failures=0 the loop survives any number of failures."""
+    script: list[float | BaseException] = [RuntimeError("boom")] * 20
+    service = scripted()(BaseServiceConfig(max_consecutive_failures=0), script=script)
+    assert await service.run_forever() is False
+    assert service.calls.count("run") == 20
+
+
+async def test_successful_cycle_metrics() -> None:
+    """A success counts, stamps last_cycle_timestamp and observes its duration."""
+    cls = scripted()
+    service = cls(metrics_on(), script=[4.5])
+    before = time.time()
+    await service.run_forever()
+    assert counter(cls, "cycles_success") == 1
+    stamp = gauge(cls, "last_cycle_timestamp")
+    assert stamp is not None
+    assert before <= stamp <= time.time()
+    labels = {"service": cls.SERVICE_NAME}
+    assert REGISTRY.get_sample_value("cycle_duration_seconds_count", labels) == 1
+    assert REGISTRY.get_sample_value("cycle_duration_seconds_sum", labels) == 4.5
+    bucket = {**labels, "le": "5.0"}
+    assert REGISTRY.get_sample_value("cycle_duration_seconds_bucket", bucket) == 1
+
+
+async def test_failed_cycles_are_not_observed_in_the_histogram() -> None:
+    """Only successful cycles feed cycle_duration_seconds."""
+    cls = scripted()
+    await cls(metrics_on(), script=[RuntimeError("x")]).run_forever()
+    labels = {"service": cls.SERVICE_NAME}
+    assert REGISTRY.get_sample_value("cycle_duration_seconds_count", labels) in (None, 0)
+
+
+async def test_baseline_metrics_exported_at_zero_on_start() -> None:
+    """cycles_success, cycles_failed and consecutive_failures exist at 0 before any cycle."""
+    cls = scripted()
+    assert counter(cls, "cycles_success") is None
+    async with cls(metrics_on()):
+        assert counter(cls, "cycles_success") == 0
+        assert counter(cls, "cycles_failed") == 0
+        assert gauge(cls, "consecutive_failures") == 0
+
+
+async def test_service_info_set_at_start() -> None:
+    """service_info carries the service name and package version once started."""
+    cls = scripted()
+    async with cls(metrics_on()):
+        labels = {"service": cls.SERVICE_NAME, "version": __version__}
+        assert REGISTRY.get_sample_value("service_info", labels) == 1
+
+
+async def test_metrics_off_records_nothing() -> None:
+    """With metrics disabled, cycles and helpers leave no series."""
+    cls = scripted()
+    service = cls(script=[RuntimeError("x"), 1])
+    await service.run_forever()
+    service.set_gauge("g", 1)
+    service.inc_gauge("g")
+    service.dec_gauge("g")
+    service.inc_counter("c", 5)
+    for name in ("cycles_success", "cycles_failed", "errors_RuntimeError", "c"):
+        assert counter(cls, name) is None
+    assert gauge(cls, "g") is None
+    assert gauge(cls, "consecutive_failures") is None
+
+
+def test_metric_helpers_update_labelled_series() -> None:
+    """set/inc/dec_gauge and inc_counter write service_gauge / service_counter_total."""
+    cls = scripted()
+    service = cls(metrics_on())
+    service.set_gauge("depth", 10)
+    service.inc_gauge("depth", 5)
+    service.dec_gauge("depth")
+    service.inc_counter("items")
+    service.inc_counter("items", 2.5)
+    assert gauge(cls, "depth") == 14
+    assert counter(cls, "items") == 3.5
+    with pytest.raises(ValueError, match="negative"):
+        service.inc_counter("items", -1)
+
+
+async def test_failed_cycle_logged_once_at_error_with_traceback(log_stream: io.StringIO) -> None:
+    """A failed cycle writes one ERROR line with type, message and traceback."""
+    stream = log_stream
+    service = scripted()(script=[ZeroDivisionError("division by zero"), 1])
+    await service.run_forever()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    errors = [line for line in lines if line["level"] == "error"]
+    assert len(errors) == 1
+    assert errors[0]["error"] == "ZeroDivisionError: division by zero"
+    assert "Traceback (most recent call last)" in errors[0]["exception"]
+    assert errors[0]["service"] == service.SERVICE_NAME
+
+
+async def test_run_cycle_runs_one_cycle() -> None:
+    """run_cycle() runs cleanup then run once and reports success."""
+    service: ScriptedService = scripted()(script=[1, 1])
+    assert await service.run_cycle() is True
+    assert service.calls == ["cleanup", "run"]
+    failing: ScriptedService = scripted()(script=[OSError("disk")])
+    assert await failing.run_cycle() is False

@@ -1,0 +1,110 @@
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bigbrotr import __version__
+from bigbrotr.cli import main
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's --help, --version and usage errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """--version prints the package version."""
+    code, out, _ = run_cli(capsys, "--version")
+    assert code == 0
+    assert out.strip() == f"bigbrotr {__version__}"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["check", "--help"]])
+def test_help_says_what_and_gives_an_example(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """Every command's --help describes it and shows an example."""
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0
+    assert "example" in out
+    assert "bigbrotr" in out
+
+
+def test_check_prints_resolved_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Check prints the config with defaults and environment filled in, and exits 0."""
+    monkeypatch.setenv("CHECK_PORT", "9123")
+    path = tmp_path / "demo.yaml"
+    path.write_text("interval: 2\nmetrics:\n  enabled: true\n  port: ${CHECK_PORT}\n")
+    code, out, err = run_cli(capsys, "check", "demo", "--config", str(path))
+    assert (code, err) == (0, "")
+    resolved = yaml.safe_load(out)
+    assert resolved["interval"] == 2
+    assert resolved["metrics"] == {
+        "enabled": True,
+        "port": 9123,
+        "host": "127.0.0.1",
+        "path": "/metrics",
+    }
+    assert resolved["max_consecutive_failures"] == 5
+
+
+def test_check_bundled_demo_uses_its_shipped_yaml(capsys: pytest.CaptureFixture[str]) -> None:
+    """The bundled demo's own YAML enables metrics on 127.0.0.1:8000."""
+    code, out, _ = run_cli(capsys, "check", "demo")
+    assert code == 0
+    assert yaml.safe_load(out)["metrics"]["port"] == 8000
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("metrics:\n  port: 80\n", r"bad\.yaml: field 'metrics\.port'"),
+        ("interval: -1\n", r"bad\.yaml: field 'interval'"),
+        ("colour: blue\n", r"bad\.yaml: unknown field 'colour'"),
+        ("interval: [1\n", r"bad\.yaml:2: "),
+        ("- a\n", r"bad\.yaml:1: top level must be a mapping"),
+    ],
+)
+def test_check_invalid_config_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, yaml_text: str, expected: str
+) -> None:
+    """A bad config exits 2 with one line naming the file and field or line."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    code, out, err = run_cli(capsys, "check", "demo", "--config", str(path))
+    assert code == 2
+    assert out == ""
+    assert len(err.splitlines()) == 1
+    assert "Traceback" not in err
+    assert err.startswith("bigbrotr: error: ")
+    assert re.search(expected, err), err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["check", "demo", "--config", "/no/such/file.yaml"], "config file not found"),
+        (["check", "nosuchservice"], "must be 'package.module:ClassName'"),
+        (["check", "no_such_module_xyz:Thing"], "cannot import module 'no_such_module_xyz'"),
+        (["check", "bigbrotr.cli:main"], "is not a BaseService subclass"),
+        (["check", "bigbrotr.core.metrics:Missing"], "is not a BaseService subclass"),
+        (["run"], "required: TARGET"),
+        (["run", "demo", "--log-format", "xml"], "invalid choice: 'xml'"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    """Bad targets, missing files and bad arguments print one line and exit 2."""
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert expected in err

@@ -1,0 +1,48 @@
+import io
+import json
+import logging
+
+from bigbrotr.core.logger import get_logger
+from tests.conftest import captured_logs
+
+
+def test_json_lines_carry_the_service_name(log_stream: io.StringIO) -> None:
+    """Every JSON line, ours or a library's, has the service field."""
+    get_logger("ours").info("hello", answer=42)
+    logging.getLogger("aiohttp.server").warning("from a library")
+    lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["hello", "from a library"]
+    assert all(line["service"] == "logtest" for line in lines)
+    assert lines[0]["answer"] == 42
+    assert lines[0]["level"] == "info"
+    assert lines[1]["level"] == "warning"
+
+
+def test_text_format_is_human_readable_with_service() -> None:
+    """The default text format is one readable line with key=value pairs."""
+    with captured_logs("textsvc", "INFO", "text") as stream:
+        get_logger("ours").info("cycle done", items=3)
+    line = stream.getvalue().strip()
+    assert "cycle done" in line
+    assert "items=3" in line
+    assert "service=textsvc" in line
+    assert not line.startswith("{")
+
+
+def test_level_filters_lower_levels() -> None:
+    """Below the configured level nothing is written."""
+    with captured_logs("quiet", "WARNING") as stream:
+        get_logger("ours").info("hidden")
+        get_logger("ours").warning("shown")
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["shown"]
+
+
+def test_logger_made_before_configuration_follows_it() -> None:
+    """A module-level logger created before configure_logging still uses it."""
+    early = get_logger("early", component="x")
+    with captured_logs("later") as stream:
+        early.info("late line")
+    line = json.loads(stream.getvalue())
+    assert line["component"] == "x"
+    assert line["service"] == "later"

@@ -1,0 +1,101 @@
+from pathlib import Path
+
+import pytest
+
+from bigbrotr.core.yaml import ConfigFileError, load_yaml
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_loads_a_mapping(tmp_path: Path) -> None:
+    """A mapping loads with YAML types intact."""
+    path = write(tmp_path, "interval: 5\nmetrics:\n  enabled: true\n  host: 0.0.0.0\n")
+    assert load_yaml(path) == {"interval": 5, "metrics": {"enabled": True, "host": "0.0.0.0"}}
+
+
+def test_empty_file_is_an_empty_mapping(tmp_path: Path) -> None:
+    """An empty file (or only comments) means all defaults."""
+    assert load_yaml(write(tmp_path, "# nothing here\n")) == {}
+
+
+def test_interpolates_environment_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """${VAR} and ${VAR:-default} expand; plain scalars are typed after expansion."""
+    monkeypatch.setenv("PORT", "9100")
+    monkeypatch.setenv("HOST", "db.internal")
+    monkeypatch.delenv("UNSET_ONE", raising=False)
+    text = (
+        "port: ${PORT}\n"
+        "quoted: '${PORT}'\n"
+        "url: http://${HOST}:${PORT}/x\n"
+        "enabled: ${UNSET_ONE:-true}\n"
+        "empty: '${UNSET_ONE:-}'\n"
+    )
+    assert load_yaml(write(tmp_path, text)) == {
+        "port": 9100,
+        "quoted": "9100",
+        "url": "http://db.internal:9100/x",
+        "enabled": True,
+        "empty": "",
+    }
+
+
+def test_environment_cannot_change_structure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value with YAML syntax stays one string; it is not parsed as YAML."""
+    monkeypatch.setenv("TRICKY", "a: b\nc: [1, 2]")
+    assert load_yaml(write(tmp_path, "name: ${TRICKY}\n")) == {"name": "a: b\nc: [1, 2]"}
+
+
+def test_unset_variable_names_var_file_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unset ${VAR} without default is an error naming the variable, file and line."""
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    path = write(tmp_path, "a: 1\nb: ${NOT_SET_ANYWHERE}\n")
+    with pytest.raises(ConfigFileError, match=r"config\.yaml:2: .*NOT_SET_ANYWHERE is not set"):
+        load_yaml(path)
+
+
+def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
+    """A path that does not exist raises FileNotFoundError."""
+    with pytest.raises(FileNotFoundError):
+        load_yaml(tmp_path / "absent.yaml")
+
+
+def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    """A YAML syntax error reports file:line."""
+    path = write(tmp_path, "a: 1\nb: 2\nc: [unclosed\n")
+    with pytest.raises(ConfigFileError, match=r"config\.yaml:4: "):
+        load_yaml(path)
+
+
+def test_bad_indentation_names_the_line(tmp_path: Path) -> None:
+    """A mapping value where none is allowed points at its line."""
+    path = write(tmp_path, "metrics:\n  port: 1\n bad: 2\n")
+    with pytest.raises(ConfigFileError, match=r"config\.yaml:3: "):
+        load_yaml(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "line"), [("# x\n- 1\n- 2\n", "list", 2), ("42\n", "int", 1)]
+)
+def test_non_mapping_top_level_names_file_and_line(
+    tmp_path: Path, text: str, kind: str, line: int
+) -> None:
+    """A top level that is not a mapping is an error naming file, line and what it got."""
+    with pytest.raises(ConfigFileError, match=rf"config\.yaml:{line}: .*mapping.*{kind}"):
+        load_yaml(write(tmp_path, text))
+
+
+def test_unsafe_tags_are_refused(tmp_path: Path) -> None:
+    """Python object tags are not constructed (safe loading)."""
+    path = write(tmp_path, "x: !!python/object/apply:os.system ['true']\n")
+    with pytest.raises(ConfigFileError, match=r"config\.yaml:1: "):
+        load_yaml(path)
