@@ -51,6 +51,8 @@ def test_check_prints_resolved_config(
         "port": 9123,
         "host": "127.0.0.1",
         "path": "/metrics",
+        "max_requests_in_flight": 10,
+        "render_timeout": 10.0,
     }
     assert resolved["max_consecutive_failures"] == 5
 

@@ -18,13 +18,19 @@ Attributes:
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, ClassVar
 
 from aiohttp import web
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from bigbrotr.core.coalescer import Coalescer
+from bigbrotr.core.exposition import Baked, ScrapeRequest, bake, scrape_request
+from bigbrotr.core.logger import get_logger
 
 __all__ = [
     "CYCLE_DURATION_SECONDS",
@@ -64,6 +70,9 @@ class MetricsConfig(BaseModel):
         host: Interface to bind; loopback by default so nothing is exposed by
             accident.
         path: URL path of the endpoint.
+        max_requests_in_flight: Concurrent scrapes served; more get 503, so a
+            scrape storm cannot pile up work in the service.
+        render_timeout: Seconds a scrape waits for its render before 503.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -72,6 +81,8 @@ class MetricsConfig(BaseModel):
     port: int = 8000
     host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
     path: str = "/metrics"
+    max_requests_in_flight: int = Field(default=10, ge=1, le=10_000)
+    render_timeout: float = Field(default=10.0, gt=0, le=600)
 
     @field_validator("port")
     @classmethod
@@ -88,12 +99,54 @@ class MetricsConfig(BaseModel):
         return path
 
 
+_log = get_logger(__name__)
+_MAX_REMEMBERED_ERRORS = 100
+
+
+class _HandlerMetrics:
+    """The endpoint's own metrics, as Go's promhttp exports them, one set per registry."""
+
+    _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, _HandlerMetrics]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "metrics_handler_requests",
+            "Scrapes of the metrics endpoint, by HTTP status code.",
+            ["code"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "metrics_handler_requests_in_flight",
+            "Scrapes of the metrics endpoint being served now.",
+            registry=registry,
+        )
+        for code in ("200", "500", "503"):
+            self.requests.labels(code)
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry) -> _HandlerMetrics:
+        """The registry's handler metrics, registered on first use."""
+        metrics = cls._by_registry.get(registry)
+        if metrics is None:
+            metrics = cls._by_registry[registry] = cls(registry)
+        return metrics
+
+
 class MetricsServer:
     """Async HTTP server exposing a Prometheus-compatible metrics endpoint.
 
-    Built on aiohttp so it shares the service's event loop. The endpoint path is
-    configurable via ``MetricsConfig.path``; GET and HEAD are served there, other
-    methods get 405 and other paths 404.
+    Built on aiohttp so it shares the service's event loop, but the loop never
+    renders: bodies are rendered (and gzipped) in a worker thread, and
+    concurrent scrapes of one format share a render (see ``Coalescer``). The
+    format follows ``Accept`` (text 0.0.4 or OpenMetrics 1.0.0), ``name[]``
+    query parameters select families, and the endpoint's own metrics are
+    ``metrics_handler_requests_total{code}`` and
+    ``metrics_handler_requests_in_flight``.
+
+    The endpoint path is configurable via ``MetricsConfig.path``; GET and HEAD
+    are served there, other methods get 405 and other paths 404.
 
     Examples:
         server = MetricsServer(MetricsConfig(enabled=True, port=8001))
@@ -107,6 +160,11 @@ class MetricsServer:
         self._registry = registry
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._coalescer: Coalescer[ScrapeRequest, Baked] | None = None
+        self._handler_metrics: _HandlerMetrics | None = None
+        self._in_flight = 0
+        self._errors_seen: set[str] = set()
 
     @property
     def port(self) -> int | None:
@@ -146,6 +204,9 @@ class MetricsServer:
             await runner.cleanup()
             reason = exc.strerror or str(exc)
             raise OSError(exc.errno, f"cannot serve metrics on {host}:{port}: {reason}") from exc
+        self._handler_metrics = _HandlerMetrics.of(self._registry)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigbrotr-render")
+        self._coalescer = Coalescer(lambda request: bake(self._registry, request), self._executor)
         self._runner = runner
         self._port = int(runner.addresses[0][1])
 
@@ -158,10 +219,58 @@ class MetricsServer:
         runner, self._runner, self._port = self._runner, None, None
         if runner is not None:
             await runner.cleanup()
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def _handle(self, request: web.Request) -> web.Response:
-        body = generate_latest(self._registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+        assert self._coalescer is not None
+        config = self._config
+        if self._in_flight >= config.max_requests_in_flight:
+            limit = config.max_requests_in_flight
+            return self._respond(
+                503, f"too many concurrent scrapes (max_requests_in_flight={limit})"
+            )
+        scrape = scrape_request(
+            request.headers.get("Accept"),
+            request.headers.get("Accept-Encoding"),
+            request.query.getall("name[]", ()),
+        )
+        self._in_flight += 1
+        self._gauge_in_flight(+1)
+        try:
+            baked = await asyncio.wait_for(self._coalescer.get(scrape), config.render_timeout)
+        except TimeoutError:
+            return self._respond(
+                503, f"rendering took longer than render_timeout={config.render_timeout}s"
+            )
+        except Exception as exc:
+            reason = " ".join(f"collecting metrics failed: {type(exc).__name__}: {exc}".split())
+            if reason not in self._errors_seen and len(self._errors_seen) < _MAX_REMEMBERED_ERRORS:
+                self._errors_seen.add(reason)
+                _log.error("scrape failed", reason=reason, exc_info=exc)
+            return self._respond(500, reason)
+        finally:
+            self._in_flight -= 1
+            self._gauge_in_flight(-1)
+        return self._respond(200, body=baked.body, headers=baked.headers)
+
+    def _gauge_in_flight(self, change: int) -> None:
+        if self._handler_metrics is not None:
+            self._handler_metrics.in_flight.inc(change)
+
+    def _respond(
+        self,
+        status: int,
+        reason: str = "",
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        if self._handler_metrics is not None:
+            self._handler_metrics.requests.labels(str(status)).inc()
+        if status != 200:
+            return web.Response(status=status, text=reason + "\n")
+        return web.Response(body=body, headers=headers)
 
 
 async def start_metrics_server(config: MetricsConfig | None = None) -> MetricsServer:

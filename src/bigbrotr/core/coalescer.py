@@ -1,0 +1,90 @@
+"""Share blocking work between concurrent callers without serving stale results.
+
+Scrapes that arrive together want the same body. Rendering it once per scrape
+wastes the CPU the service needs; handing a late scrape a body rendered before
+it arrived would show it old values. ``Coalescer`` does neither: a caller that
+arrives while a job for its key is running waits for the *next* job, which
+starts when the running one ends and serves everyone who arrived meanwhile.
+So each caller gets a result computed after it arrived, and any number of
+concurrent callers of one key cost at most two jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Hashable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+__all__ = ["Coalescer"]
+
+KeyT = TypeVar("KeyT", bound=Hashable)
+ResultT = TypeVar("ResultT")
+
+
+@dataclass
+class _Slot(Generic[ResultT]):
+    running: asyncio.Future[ResultT] | None = None
+    queued: asyncio.Future[ResultT] | None = None
+
+
+class Coalescer(Generic[KeyT, ResultT]):
+    """Run ``job(key)`` in ``executor``, sharing each run among callers that can use it.
+
+    Args:
+        job: The blocking function; it runs in ``executor``, never on the loop.
+        executor: Where ``job`` runs.
+    """
+
+    def __init__(self, job: Callable[[KeyT], ResultT], executor: Executor) -> None:
+        self._job = job
+        self._executor = executor
+        self._slots: dict[KeyT, _Slot[ResultT]] = {}
+
+    async def get(self, key: KeyT) -> ResultT:
+        """A result of ``job(key)`` that started no earlier than this call.
+
+        Cancelling one caller (a timeout, a client that went away) does not
+        cancel the shared job.
+        """
+        loop = asyncio.get_running_loop()
+        slot = self._slots.setdefault(key, _Slot())
+        if slot.running is None:
+            slot.running = loop.create_future()
+            self._start(key, slot, slot.running)
+            future = slot.running
+        else:
+            if slot.queued is None:
+                slot.queued = loop.create_future()
+            future = slot.queued
+        return await asyncio.shield(future)
+
+    def _start(self, key: KeyT, slot: _Slot[ResultT], future: asyncio.Future[ResultT]) -> None:
+        try:
+            work = asyncio.get_running_loop().run_in_executor(self._executor, self._job, key)
+        except RuntimeError as exc:  # the executor was shut down
+            future.set_exception(exc)
+            slot.running = slot.queued = None
+            del self._slots[key]
+            return
+        work.add_done_callback(lambda done: self._finish(key, slot, future, done))
+
+    def _finish(
+        self,
+        key: KeyT,
+        slot: _Slot[ResultT],
+        future: asyncio.Future[ResultT],
+        done: asyncio.Future[ResultT],
+    ) -> None:
+        if done.cancelled():
+            future.cancel()
+        elif (error := done.exception()) is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(done.result())
+        slot.running, slot.queued = slot.queued, None
+        if slot.running is not None:
+            self._start(key, slot, slot.running)
+        else:
+            del self._slots[key]

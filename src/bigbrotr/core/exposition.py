@@ -1,0 +1,166 @@
+"""Pure exposition: request headers and a registry in, response parts out.
+
+Nothing here knows about aiohttp or the event loop; ``MetricsServer`` is a thin
+adapter that calls ``scrape_request`` on the loop and ``bake`` in a worker
+thread.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.registry import Collector
+
+from bigbrotr.core.renderer import render
+
+__all__ = [
+    "CONTENT_TYPE_OPENMETRICS",
+    "CONTENT_TYPE_TEXT",
+    "GZIP_LEVEL",
+    "Baked",
+    "Format",
+    "ScrapeRequest",
+    "bake",
+    "gzip_accepted",
+    "negotiate",
+    "scrape_request",
+]
+
+CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+#: Fastest zlib level: metrics text still shrinks ~10x, and scrapes stay cheap.
+GZIP_LEVEL = 1
+_ESCAPINGS = frozenset(
+    (openmetrics.ALLOWUTF8, openmetrics.UNDERSCORES, openmetrics.DOTS, openmetrics.VALUES)
+)
+
+
+@dataclass(frozen=True)
+class Format:
+    """An exposition format the client asked for and we can write.
+
+    Attributes:
+        openmetrics: OpenMetrics 1.0.0 rather than the Prometheus text format.
+        escaping: Name escaping scheme (``underscores`` unless negotiated).
+        content_type: The ``Content-Type`` header value.
+    """
+
+    openmetrics: bool
+    escaping: str
+    content_type: str
+
+
+TEXT_0_0_4 = Format(False, openmetrics.UNDERSCORES, CONTENT_TYPE_TEXT)
+
+
+def _params(parts: list[str]) -> dict[str, str]:
+    params = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if sep:
+            params[key.strip().lower()] = value.strip().strip('"')
+    return params
+
+
+def _candidate(media_range: str) -> tuple[float, Format | None]:
+    """The q-value of one ``Accept`` entry and the format it selects (None: unsupported)."""
+    media, *rest = media_range.split(";")
+    media = media.strip().lower()
+    params = _params(rest)
+    try:
+        quality = float(params.get("q", "1"))
+    except ValueError:
+        return 0.0, None
+    escaping = params.get("escaping", openmetrics.UNDERSCORES)
+    if escaping not in _ESCAPINGS:
+        escaping = openmetrics.UNDERSCORES
+    version = params.get("version")
+    suffix = "" if escaping == openmetrics.UNDERSCORES else f"; escaping={escaping}"
+    if media == "application/openmetrics-text" and version in (None, "1.0.0", "0.0.1"):
+        return quality, Format(True, escaping, CONTENT_TYPE_OPENMETRICS + suffix)
+    if media == "text/plain" and version == "1.0.0":
+        content_type = "text/plain; version=1.0.0; charset=utf-8" + suffix
+        return quality, Format(False, escaping, content_type)
+    if media in ("text/plain", "text/*", "*/*") and version in (None, "0.0.4"):
+        return quality, TEXT_0_0_4
+    return quality, None
+
+
+def negotiate(accept: str | None) -> Format:
+    """Choose the format for an ``Accept`` header, honouring q-values.
+
+    OpenMetrics 1.0.0 (or 0.0.1, served as 1.0.0) and the text format (0.0.4,
+    or 1.0.0 with ``escaping=``) are supported; protobuf and unknown types are
+    skipped, so Prometheus' own header, which prefers OpenMetrics, gets it.
+    With no header, nothing acceptable, or a malformed header: text 0.0.4.
+    """
+    best: tuple[float, Format] | None = None
+    for media_range in (accept or "").split(","):
+        quality, chosen = _candidate(media_range)
+        if chosen is not None and quality > 0 and (best is None or quality > best[0]):
+            best = (quality, chosen)
+    return best[1] if best else TEXT_0_0_4
+
+
+def gzip_accepted(accept_encoding: str | None) -> bool:
+    """Whether ``Accept-Encoding`` allows gzip (``gzip`` or ``*``, with q > 0)."""
+    for coding in (accept_encoding or "").split(","):
+        name, *rest = coding.split(";")
+        if name.strip().lower() not in ("gzip", "*"):
+            continue
+        try:
+            quality = float(_params(rest).get("q", "1"))
+        except ValueError:
+            continue
+        if quality > 0:
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class ScrapeRequest:
+    """Everything that shapes a response body; equal requests can share one render.
+
+    Attributes:
+        format: The negotiated format.
+        gzip: Compress the body.
+        names: ``name[]`` filter, or None for every family.
+    """
+
+    format: Format
+    gzip: bool
+    names: frozenset[str] | None
+
+
+def scrape_request(
+    accept: str | None, accept_encoding: str | None, names: Iterable[str] = ()
+) -> ScrapeRequest:
+    """Build the ``ScrapeRequest`` for a request's headers and ``name[]`` values."""
+    wanted = frozenset(names)
+    return ScrapeRequest(negotiate(accept), gzip_accepted(accept_encoding), wanted or None)
+
+
+@dataclass(frozen=True)
+class Baked:
+    """A ready response: body and headers."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+def bake(registry: Collector, request: ScrapeRequest) -> Baked:
+    """Render and, if asked, compress: the blocking part of a scrape.
+
+    Raises:
+        Exception: Whatever a collector raises.
+    """
+    fmt = request.format
+    body = render(registry, fmt.openmetrics, fmt.escaping, request.names)
+    headers = {"Content-Type": fmt.content_type, "Vary": "Accept, Accept-Encoding"}
+    if request.gzip:
+        body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+        headers["Content-Encoding"] = "gzip"
+    return Baked(body, headers)

@@ -1,0 +1,424 @@
+"""The fast renderer: a registry to exposition text, as prometheus_client writes it.
+
+``prometheus_client.generate_latest`` collects every series into ``Sample``
+tuples and label dicts, then formats each label set again on every scrape. That
+costs 11-17 us per series and allocates so many containers that garbage
+collection stalls every thread. This renderer reads prometheus_client's own
+``Counter``, ``Gauge`` and ``Histogram`` objects directly, keeps each child's
+formatted name-and-labels prefix between scrapes (label values never change
+for a child), and so per series only reads a float and formats it. It
+allocates strings, which the garbage collector does not track, and runs as
+plain Python bytecode, which gives up the GIL every switch interval.
+
+Everything else (custom collectors, ``Info``, ``Summary``, ``Enum``, UTF-8
+names, ``dots`` escaping) goes through prometheus_client's own generators, so
+output stays correct. The text format omits ``_created`` series; OpenMetrics
+keeps them.
+
+The fast path reads prometheus_client internals (``_metrics``, ``_value``,
+``_buckets`` ...). ``FAST_PATH`` is False when they are not as expected, and
+everything then goes the generic way; ``tests/test_renderer.py`` fails loudly
+when that happens.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import prometheus_client
+from prometheus_client import metrics as client_metrics
+from prometheus_client import values as client_values
+from prometheus_client.exposition import generate_latest as generate_text
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.registry import Collector, CollectorRegistry
+
+__all__ = ["FAST_PATH", "family_names", "float_to_go", "render"]
+
+_LEGACY_METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LEGACY_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_SPECIAL_FLOATS = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
+_TYPE_SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "summary": ("_sum", "_count", "_created"),
+    "histogram": ("_bucket", "_sum", "_count", "_created"),
+    "gaugehistogram": ("_bucket", "_gsum", "_gcount"),
+    "info": ("_info",),
+}
+_CHUNK_LINES = 4096
+
+
+def float_to_go(value: float) -> str:
+    """Format a sample value exactly as prometheus_client's ``floatToGoString``.
+
+    Short reprs (the common case) return after one length check.
+    """
+    text = repr(float(value))
+    if len(text) < 8:
+        return _SPECIAL_FLOATS.get(text, text)
+    dot = text.find(".")
+    if dot > 6 and text[0] != "-":  # >= 1e6 without an exponent: Go uses one
+        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
+
+
+def _escape_label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _escape_help(text: str, openmetrics_format: bool) -> str:
+    text = text.replace("\\", r"\\").replace("\n", r"\n")
+    return text.replace('"', r"\"") if openmetrics_format else text
+
+
+def family_names(name: str, kind: str) -> frozenset[str]:
+    """The names a family answers to in ``name[]``: its own, and its sample names."""
+    return frozenset((name, *(name + suffix for suffix in _TYPE_SUFFIXES.get(kind, ()))))
+
+
+class _Plan:
+    """How to render one Counter, Gauge or Histogram, with its children's prefixes."""
+
+    __slots__ = (
+        "cells",
+        "has_sum",
+        "help",
+        "kind",
+        "labelnames",
+        "name",
+        "names",
+        "unit",
+        "upper_bounds",
+    )
+
+    def __init__(self, metric: Any) -> None:
+        self.name: str = metric._name
+        self.kind: str = metric._type
+        self.help: str = metric._documentation
+        self.unit: str = metric._unit
+        self.labelnames: tuple[str, ...] = tuple(metric._labelnames)
+        self.names = family_names(self.name, self.kind)
+        bounds: list[float] = getattr(metric, "_upper_bounds", [])
+        self.upper_bounds: tuple[str, ...] = tuple(float_to_go(bound) for bound in bounds)
+        self.has_sum = bool(bounds) and bounds[0] >= 0  # as prometheus_client decides
+        self.cells: dict[Any, _Cell] = {}
+
+    def header(self, openmetrics_format: bool) -> str:
+        doc = _escape_help(self.help, openmetrics_format)
+        if openmetrics_format:
+            unit = f"# UNIT {self.name} {self.unit}\n" if self.unit else ""
+            return f"# HELP {self.name} {doc}\n# TYPE {self.name} {self.kind}\n{unit}"
+        name = self.name + "_total" if self.kind == "counter" else self.name
+        return f"# HELP {name} {doc}\n# TYPE {name} {self.kind}\n"
+
+    def _labels(self, values: Sequence[str], extra: tuple[str, str] | None = None) -> str:
+        pairs = list(zip(self.labelnames, values, strict=True))
+        if extra:
+            pairs.append(extra)
+        if not pairs:
+            return ""
+        body = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(pairs))
+        return "{" + body + "}"
+
+    def child_prefixes(self, child: Any) -> tuple[str, ...]:
+        """Every ``name{labels} `` this child's lines start with, built once per child."""
+        values = child._labelvalues
+        plain = self._labels(values)
+        name = self.name
+        if self.kind == "counter":
+            return (f"{name}_total{plain} ", f"{name}_created{plain} ")
+        if self.kind == "gauge":
+            return (f"{name}{plain} ",)
+        buckets = tuple(
+            f"{name}_bucket{self._labels(values, ('le', le))} " for le in self.upper_bounds
+        )
+        return (*buckets, f"{name}_count{plain} ", f"{name}_sum{plain} ", f"{name}_created{plain} ")
+
+    def children(self, metric: Any) -> list[Any]:
+        if not self.labelnames:
+            return [metric]
+        with metric._lock:
+            children = list(metric._metrics.values())
+        if len(self.cells) > len(children):  # label sets were removed: forget them
+            self.cells = {c: self.cells[c] for c in children if c in self.cells}
+        return children
+
+
+def _exemplar(value: Any) -> str:
+    exemplar = value._exemplar
+    if exemplar is None:
+        return ""
+    labels = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(exemplar.labels.items()))
+    text = f" # {{{labels}}} {float_to_go(exemplar.value)}"
+    return text if exemplar.timestamp is None else f"{text} {exemplar.timestamp}"
+
+
+class _Cell:
+    """One child's cached output: its prefixes, and its last lines with the values they show.
+
+    A line is reused while the value object it was made from is still the one
+    in the child (``is``, not ``==``: every update stores a new float, and
+    ``-0.0 == 0.0`` would otherwise reuse the wrong text). Idle series, the
+    majority in large registries, then cost a few attribute reads.
+    """
+
+    __slots__ = ("created", "created_line", "key", "key_om", "line", "line_om", "prefixes")
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        self.prefixes = prefixes
+        self.key: Any = None
+        self.line = ""
+        self.key_om: Any = None
+        self.line_om = ""
+        self.created: Any = None
+        self.created_line = ""
+
+
+def _created_line(cell: _Cell, child: Any) -> str:
+    created = child._created
+    if created is not cell.created:
+        cell.created = created
+        cell.created_line = f"{cell.prefixes[-1]}{float_to_go(created)}\n"
+    return cell.created_line
+
+
+def _histogram_block(plan: _Plan, cell: _Cell, child: Any, om: bool, created: bool) -> str:
+    """All lines of one histogram child; reused until an observation changes ``_sum``."""
+    buckets = child._buckets
+    total = child._sum._value
+    if om:
+        key: Any = (total, [bucket._exemplar for bucket in buckets], created)
+        if key == cell.key_om and total is cell.key_om[0]:
+            return cell.line_om
+    elif total is cell.key:
+        return cell.line
+    p = cell.prefixes
+    fmt = float_to_go
+    lines = []
+    acc = 0.0
+    for index, bucket in enumerate(buckets):
+        acc += bucket._value
+        ex = _exemplar(bucket) if om else ""
+        lines.append(f"{p[index]}{fmt(acc)}{ex}\n")
+    count = len(buckets)
+    lines.append(f"{p[count]}{fmt(acc)}\n")
+    if plan.has_sum:
+        lines.append(f"{p[count + 1]}{fmt(total)}\n")
+    if created:
+        lines.append(_created_line(cell, child))
+    block = "".join(lines)
+    if om:
+        cell.key_om, cell.line_om = key, block
+    else:
+        cell.key, cell.line = total, block
+    return block
+
+
+def _render_plan(plan: _Plan, metric: Any, om: bool, out: list[str]) -> None:
+    """Append ``plan``'s lines to ``out``: the per-series loop of the fast path."""
+    created = om and client_metrics._use_created
+    cells = plan.cells
+    fmt = float_to_go
+    append = out.append
+    kind = plan.kind
+    for child in plan.children(metric):
+        cell = cells.get(child)
+        if cell is None:
+            cell = cells[child] = _Cell(plan.child_prefixes(child))
+        if kind == "histogram":
+            append(_histogram_block(plan, cell, child, om, created))
+            continue
+        if kind == "gauge" and "_child_samples" in child.__dict__:  # set_function()
+            append(f"{cell.prefixes[0]}{fmt(child._child_samples()[0].value)}\n")
+            continue
+        value = child._value
+        number = value._value
+        if number is not cell.key:
+            cell.key = number
+            cell.line = f"{cell.prefixes[0]}{fmt(number)}\n"
+        if om and kind == "counter" and value._exemplar is not None:
+            append(f"{cell.prefixes[0]}{fmt(number)}{_exemplar(value)}\n")
+        else:
+            append(cell.line)
+        if created and kind == "counter":
+            append(_created_line(cell, child))
+
+
+_FAST_TYPES: tuple[type, ...] = (
+    prometheus_client.Counter,
+    prometheus_client.Gauge,
+    prometheus_client.Histogram,
+)
+_plans: weakref.WeakKeyDictionary[Any, _Plan | None] = weakref.WeakKeyDictionary()
+_render_lock = threading.Lock()  # renders share the caches; they are GIL-bound anyway
+
+
+def _plan_for(collector: Any) -> _Plan | None:
+    """The fast-path plan for ``collector``, or None if it must go the generic way."""
+    try:
+        return _plans[collector]
+    except (KeyError, TypeError):
+        pass
+    plan: _Plan | None = None
+    if (
+        FAST_PATH
+        and type(collector) in _FAST_TYPES
+        and _LEGACY_METRIC.match(collector._name)
+        and all(_LEGACY_LABEL.match(label) for label in collector._labelnames)
+    ):
+        plan = _Plan(collector)
+    _plans[collector] = plan
+    return plan
+
+
+class _Families:
+    """A fixed list of families, shaped like a registry for prometheus_client's generators."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def _without_created(family: Metric) -> Metric:
+    created = family.name + "_created"
+    if not any(sample.name == created for sample in family.samples):
+        return family
+    trimmed = copy.copy(family)
+    trimmed.samples = [sample for sample in family.samples if sample.name != created]
+    return trimmed
+
+
+def _render_generic(families: list[Metric], om: bool, escaping: str) -> bytes:
+    if not families:
+        return b""
+    if om:
+        body: bytes = openmetrics.generate_latest(  # type: ignore[no-untyped-call]
+            _Families(families), escaping=escaping
+        )
+        return body[: -len(b"# EOF\n")]
+    trimmed = [_without_created(family) for family in families]
+    return generate_text(_Families(trimmed), escaping=escaping)
+
+
+def _collectors(registry: Collector) -> tuple[list[Any], list[Metric]]:
+    """The registry's collectors in registration order, and its target_info family."""
+    if not isinstance(registry, CollectorRegistry) or not FAST_PATH:
+        return [registry], []
+    with registry._lock:
+        collectors = list(registry._collector_to_names)
+    target = registry.get_target_info()
+    if not target:
+        return collectors, []
+    return collectors, [
+        prometheus_client.metrics_core.InfoMetricFamily("target", "Target metadata", value=target)
+    ]
+
+
+def render(
+    registry: Collector,
+    openmetrics_format: bool = False,
+    escaping: str = openmetrics.UNDERSCORES,
+    names: frozenset[str] | None = None,
+) -> bytes:
+    """Render ``registry`` in the text format (0.0.4 / 1.0.0) or OpenMetrics 1.0.0.
+
+    Args:
+        registry: A ``CollectorRegistry`` (fast path) or any collector.
+        openmetrics_format: OpenMetrics (with ``_created`` and ``# EOF``) instead
+            of the Prometheus text format (without ``_created``).
+        escaping: Name escaping scheme, as prometheus_client understands it.
+        names: If given, only families answering to one of these names
+            (see ``family_names``).
+
+    Returns:
+        The UTF-8 body.
+
+    Raises:
+        Exception: Whatever a collector raises; the caller reports it.
+    """
+    with _render_lock:
+        return _render(registry, openmetrics_format, escaping, names)
+
+
+def _render(registry: Collector, om: bool, escaping: str, names: frozenset[str] | None) -> bytes:
+    fast_ok = escaping != openmetrics.DOTS
+    collectors, leading = _collectors(registry)
+    chunks: list[bytes] = []
+    generic: list[Metric] = [f for f in leading if names is None or "target_info" in names]
+    lines: list[str] = []
+
+    def flush_lines() -> None:
+        if lines:
+            chunks.append("".join(lines).encode())
+            lines.clear()
+
+    def flush_generic() -> None:
+        if generic:
+            chunks.append(_render_generic(generic, om, escaping))
+            generic.clear()
+
+    for collector in collectors:
+        plan = _plan_for(collector) if fast_ok else None
+        if plan is None:
+            for family in collector.collect():
+                if names is None or not names.isdisjoint(family_names(family.name, family.type)):
+                    flush_lines()
+                    generic.append(family)
+            continue
+        if names is not None and names.isdisjoint(plan.names):
+            continue
+        flush_generic()
+        lines.append(plan.header(om))
+        _render_plan(plan, collector, om, lines)
+        if len(lines) > _CHUNK_LINES:
+            flush_lines()
+    flush_lines()
+    flush_generic()
+    if om:
+        chunks.append(b"# EOF\n")
+    return b"".join(chunks)
+
+
+def _probe_internals() -> bool:
+    """Whether prometheus_client's objects still look as the fast path reads them."""
+    registry = CollectorRegistry()
+    try:
+        labelled = prometheus_client.Counter("probe", "p", ["l"], registry=registry)
+        child = labelled.labels("v")
+        child.inc(2)
+        histogram = prometheus_client.Histogram("probe_h", "p", registry=registry, buckets=(1,))
+        histogram.observe(0.5)
+        gauge = prometheus_client.Gauge("probe_g", "p", registry=registry)
+        checks: list[Callable[[], bool]] = [
+            lambda: list(registry._collector_to_names)[:1] == [labelled],
+            lambda: isinstance(registry._lock, type(threading.Lock())),
+            lambda: list(labelled._metrics.values()) == [child],
+            lambda: child._labelvalues == ("v",) and labelled._labelnames == ("l",),
+            lambda: client_values.ValueClass is client_values.MutexValue,
+            lambda: child._value._value == 2.0 and child._value._exemplar is None,
+            lambda: (
+                isinstance(child._created, float) and isinstance(client_metrics._use_created, bool)
+            ),
+            lambda: [b._value for b in histogram._buckets] == [1.0, 0.0],
+            lambda: histogram._upper_bounds == [1.0, math.inf] and histogram._sum._value == 0.5,
+            lambda: gauge._value._value == 0.0 and "_child_samples" not in gauge.__dict__,
+            lambda: (
+                (labelled._name, labelled._type, labelled._documentation, labelled._unit)
+                == ("probe", "counter", "p", "")
+            ),
+        ]
+        return all(check() for check in checks)
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+FAST_PATH: bool = _probe_internals()
