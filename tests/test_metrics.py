@@ -1,10 +1,22 @@
+import asyncio
+import contextlib
+import gzip
+import io
+import json
 import socket
+import subprocess
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client import REGISTRY, CollectorRegistry, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 from pydantic import ValidationError
 
+from bigbrotr.core.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT
 from bigbrotr.core.metrics import (
     CYCLE_DURATION_SECONDS,
     SERVICE_COUNTER,
@@ -189,3 +201,206 @@ async def test_start_metrics_server_starts_the_given_config(http: aiohttp.Client
             assert "service_gauge" in await response.text()
     finally:
         await server.stop()
+
+
+class GatedCollector:
+    """A custom collector that blocks off the main thread until released, counting those calls."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.calls = 0
+        self.threads: list[threading.Thread] = []
+
+    def collect(self) -> list[Metric]:
+        self.threads.append(threading.current_thread())
+        if threading.current_thread() is not threading.main_thread():  # tests read on main
+            self.calls += 1
+            self.gate.wait(10)
+        return [GaugeMetricFamily("gated_value", "Released by the test", value=1)]
+
+
+class BrokenCollector:
+    """A custom collector that always raises."""
+
+    def collect(self) -> list[Metric]:
+        raise RuntimeError("upstream\nunavailable")
+
+
+@contextlib.asynccontextmanager
+async def serving(registry: CollectorRegistry, **config: Any) -> AsyncIterator[MetricsServer]:
+    server = MetricsServer(MetricsConfig(enabled=True, port=0, **config), registry)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def rich_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    Counter("jobs", "Jobs done.", ["queue"], registry=registry).labels("a").inc(2)
+    Gauge("temperature_celsius", "Temp.", registry=registry).set(21.5)
+    Histogram("wait_seconds", "Wait.", registry=registry).observe(0.2)
+    return registry
+
+
+async def test_handler_metrics_exported_at_zero_from_start(http: aiohttp.ClientSession) -> None:
+    """Codes 200, 500 and 503 and the in-flight gauge exist at 0 before any scrape."""
+    registry = CollectorRegistry()
+    async with serving(registry):
+        for code in ("200", "500", "503"):
+            labels = {"code": code}
+            assert registry.get_sample_value("metrics_handler_requests_total", labels) == 0
+        assert registry.get_sample_value("metrics_handler_requests_in_flight") == 0
+
+
+async def test_negotiates_openmetrics_and_text(http: aiohttp.ClientSession) -> None:
+    """OpenMetrics when asked (with _created and # EOF); text 0.0.4 without _created otherwise."""
+    async with serving(rich_registry()) as server:
+        assert server.url is not None
+        accept = {"Accept": "application/openmetrics-text;version=1.0.0"}
+        async with http.get(server.url, headers=accept) as response:
+            assert response.headers["Content-Type"] == CONTENT_TYPE_OPENMETRICS
+            body = await response.text()
+        assert body.endswith("# EOF\n") and "jobs_created" in body
+        async with http.get(server.url) as response:
+            assert response.headers["Content-Type"] == CONTENT_TYPE_TEXT
+            body = await response.text()
+        assert "jobs_total" in body and "_created" not in body and "# EOF" not in body
+
+
+async def test_gzip_only_when_accepted() -> None:
+    """Accept-Encoding: gzip gives a gzip body; without it, no Content-Encoding."""
+    async with (
+        serving(rich_registry()) as server,
+        aiohttp.ClientSession(auto_decompress=False) as raw,
+    ):
+        assert server.url is not None
+        async with raw.get(server.url, headers={"Accept-Encoding": "gzip"}) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert b"temperature_celsius 21.5" in gzip.decompress(await response.read())
+        async with raw.get(server.url, headers={"Accept-Encoding": "identity"}) as response:
+            assert "Content-Encoding" not in response.headers
+            assert b"temperature_celsius 21.5" in await response.read()
+
+
+async def test_name_filter_over_http(http: aiohttp.ClientSession) -> None:
+    """?name[]=a&name[]=b returns only those families."""
+    async with serving(rich_registry()) as server:
+        url = f"{server.url}?name[]=jobs_total&name[]=wait_seconds"
+        async with http.get(url) as response:
+            body = await response.text()
+    families = [line.split()[2] for line in body.splitlines() if line.startswith("# TYPE")]
+    assert families == ["jobs_total", "wait_seconds"]
+
+
+async def test_head_returns_headers_only(http: aiohttp.ClientSession) -> None:
+    """HEAD gives the GET's status and headers, and no body."""
+    async with serving(rich_registry()) as server:
+        assert server.url is not None
+        identity = {"Accept-Encoding": "identity"}
+        async with http.get(server.url, headers=identity) as response:
+            length = len(await response.read())
+        async with http.head(server.url, headers=identity) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"] == CONTENT_TYPE_TEXT
+            assert int(response.headers["Content-Length"]) == length
+            assert await response.read() == b""
+
+
+async def test_renders_off_the_event_loop_and_coalesces(http: aiohttp.ClientSession) -> None:
+    """Collectors run in a worker thread; eight concurrent scrapes cost at most two renders."""
+    registry = CollectorRegistry()
+    gated = GatedCollector()
+    registry.register(gated)
+    async with serving(registry) as server:
+        assert server.url is not None
+        url = server.url
+        first = asyncio.create_task(http.get(url))
+        while gated.calls == 0:
+            await asyncio.sleep(0.01)
+        others = [asyncio.create_task(http.get(url)) for _ in range(7)]
+        await asyncio.sleep(0.1)
+        gated.gate.set()
+        responses = await asyncio.gather(first, *others)
+        assert [r.status for r in responses] == [200] * 8
+        for response in responses:
+            response.release()
+    assert 1 <= gated.calls <= 2
+    assert threading.main_thread() not in gated.threads
+
+
+async def test_in_flight_limit_gives_503(http: aiohttp.ClientSession) -> None:
+    """Over max_requests_in_flight, a scrape gets 503 with a one-line reason, and is counted."""
+    registry = CollectorRegistry()
+    gated = GatedCollector()
+    registry.register(gated)
+    async with serving(registry, max_requests_in_flight=1) as server:
+        assert server.url is not None
+        first = asyncio.create_task(http.get(server.url))
+        while gated.calls == 0:
+            await asyncio.sleep(0.01)
+        assert registry.get_sample_value("metrics_handler_requests_in_flight") == 1
+        async with http.get(server.url) as response:
+            assert response.status == 503
+            text = await response.text()
+        assert text == "too many concurrent scrapes (max_requests_in_flight=1)\n"
+        gated.gate.set()
+        async with await first as response:
+            assert response.status == 200
+        assert registry.get_sample_value("metrics_handler_requests_total", {"code": "503"}) == 1
+        assert registry.get_sample_value("metrics_handler_requests_total", {"code": "200"}) == 1
+        assert registry.get_sample_value("metrics_handler_requests_in_flight") == 0
+
+
+async def test_render_timeout_gives_503(http: aiohttp.ClientSession) -> None:
+    """A render slower than render_timeout answers 503, and the server recovers."""
+    registry = CollectorRegistry()
+    gated = GatedCollector()
+    registry.register(gated)
+    async with serving(registry, render_timeout=0.2) as server:
+        assert server.url is not None
+        try:
+            async with http.get(server.url) as response:
+                assert response.status == 503
+                assert await response.text() == "rendering took longer than render_timeout=0.2s\n"
+        finally:
+            gated.gate.set()
+        async with http.get(server.url) as response:
+            assert response.status == 200
+            assert "gated_value 1.0" in await response.text()
+
+
+async def test_failing_collector_gives_500_logged_once(
+    http: aiohttp.ClientSession, log_stream: io.StringIO
+) -> None:
+    """A raising collector answers 500 with one line, is logged once, and the server lives on."""
+    registry = CollectorRegistry()
+    broken = BrokenCollector()
+    registry.register(broken)
+    async with serving(registry) as server:
+        assert server.url is not None
+        for _ in range(3):
+            async with http.get(server.url) as response:
+                assert response.status == 500
+                text = await response.text()
+        assert text == "collecting metrics failed: RuntimeError: upstream unavailable\n"
+        registry.unregister(broken)
+        async with http.get(server.url) as response:
+            assert response.status == 200
+    errors = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    errors = [line for line in errors if line["event"] == "scrape failed"]
+    assert len(errors) == 1
+    assert registry.get_sample_value("metrics_handler_requests_total", {"code": "500"}) == 3
+
+
+async def test_text_output_passes_promtool(http: aiohttp.ClientSession, tmp_path: Path) -> None:
+    """Promtool check metrics accepts the text exposition of a mixed registry."""
+    async with serving(rich_registry()) as server:
+        assert server.url is not None
+        async with http.get(server.url) as response:
+            body = await response.read()
+    check = await asyncio.to_thread(
+        subprocess.run, ["promtool", "check", "metrics"], input=body, capture_output=True
+    )
+    assert check.returncode == 0, check.stderr.decode()

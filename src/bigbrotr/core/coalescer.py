@@ -12,12 +12,17 @@ concurrent callers of one key cost at most two jobs.
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 from collections.abc import Callable, Hashable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
-__all__ = ["Coalescer"]
+__all__ = ["Coalescer", "DaemonThreadExecutor"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 KeyT = TypeVar("KeyT", bound=Hashable)
 ResultT = TypeVar("ResultT")
@@ -51,9 +56,8 @@ class Coalescer(Generic[KeyT, ResultT]):
         loop = asyncio.get_running_loop()
         slot = self._slots.setdefault(key, _Slot())
         if slot.running is None:
-            slot.running = loop.create_future()
-            self._start(key, slot, slot.running)
-            future = slot.running
+            future = slot.running = loop.create_future()
+            self._start(key, slot, future)
         else:
             if slot.queued is None:
                 slot.queued = loop.create_future()
@@ -88,3 +92,52 @@ class Coalescer(Generic[KeyT, ResultT]):
             self._start(key, slot, slot.running)
         else:
             del self._slots[key]
+
+
+class DaemonThreadExecutor(Executor):
+    """An executor with one daemon worker thread.
+
+    ``ThreadPoolExecutor`` joins its threads at interpreter exit, so a job stuck
+    in a hung collector would keep the process from ever exiting. A daemon
+    thread cannot; and one thread is enough for GIL-bound rendering.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None]
+        self._jobs = queue.SimpleQueue()
+        self._closed = False
+        threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        """Queue ``fn(*args, **kwargs)``.
+
+        Raises:
+            RuntimeError: After ``shutdown``.
+        """
+        if self._closed:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        future: Future[T] = Future()
+        self._jobs.put((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking jobs; the worker ends after the current one (never waited for)."""
+        self._closed = True
+        while cancel_futures:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job[0].cancel()
+        self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, call = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # handed to the caller, like ThreadPoolExecutor
+                future.set_exception(exc)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, ClassVar
 
 from aiohttp import web
@@ -28,7 +27,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
 from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from bigbrotr.core.coalescer import Coalescer
+from bigbrotr.core.coalescer import Coalescer, DaemonThreadExecutor
 from bigbrotr.core.exposition import Baked, ScrapeRequest, bake, scrape_request
 from bigbrotr.core.logger import get_logger
 
@@ -160,7 +159,7 @@ class MetricsServer:
         self._registry = registry
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: DaemonThreadExecutor | None = None
         self._coalescer: Coalescer[ScrapeRequest, Baked] | None = None
         self._handler_metrics: _HandlerMetrics | None = None
         self._in_flight = 0
@@ -205,7 +204,7 @@ class MetricsServer:
             reason = exc.strerror or str(exc)
             raise OSError(exc.errno, f"cannot serve metrics on {host}:{port}: {reason}") from exc
         self._handler_metrics = _HandlerMetrics.of(self._registry)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bigbrotr-render")
+        self._executor = DaemonThreadExecutor("bigbrotr-render")
         self._coalescer = Coalescer(lambda request: bake(self._registry, request), self._executor)
         self._runner = runner
         self._port = int(runner.addresses[0][1])

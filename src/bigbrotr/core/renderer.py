@@ -11,7 +11,7 @@ allocates strings, which the garbage collector does not track, and runs as
 plain Python bytecode, which gives up the GIL every switch interval.
 
 Everything else (custom collectors, ``Info``, ``Summary``, ``Enum``, UTF-8
-names, ``dots`` escaping) goes through prometheus_client's own generators, so
+names, ``dots`` and ``values`` escaping) goes through prometheus_client's own generators, so
 output stays correct. The text format omits ``_created`` series; OpenMetrics
 keeps them.
 
@@ -52,6 +52,8 @@ _TYPE_SUFFIXES = {
     "info": ("_info",),
 }
 _CHUNK_LINES = 4096
+#: Schemes that leave legacy names as they are; ``dots`` and ``values`` go generic.
+_FAST_ESCAPINGS = frozenset((openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8))
 
 
 def float_to_go(value: float) -> str:
@@ -350,7 +352,7 @@ def render(
 
 
 def _render(registry: Collector, om: bool, escaping: str, names: frozenset[str] | None) -> bytes:
-    fast_ok = escaping != openmetrics.DOTS
+    fast_ok = escaping in _FAST_ESCAPINGS  # others rewrite valid names too
     collectors, leading = _collectors(registry)
     chunks: list[bytes] = []
     generic: list[Metric] = [f for f in leading if names is None or "target_info" in names]

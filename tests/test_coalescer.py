@@ -1,0 +1,136 @@
+import asyncio
+import threading
+
+import pytest
+
+from bigbrotr.core.coalescer import Coalescer, DaemonThreadExecutor
+
+
+class GatedJob:
+    """A job that blocks until released, counting its runs and returning the run number."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.gates: list[threading.Event] = []
+        self.started = threading.Semaphore(0)
+
+    def __call__(self, key: str) -> str:
+        self.runs += 1
+        run = self.runs
+        gate = threading.Event()
+        self.gates.append(gate)
+        self.started.release()
+        gate.wait(10)
+        if key == "fail":
+            raise ValueError(f"run {run} failed")
+        return f"{key}:{run}"
+
+    async def wait_started(self) -> None:
+        await asyncio.to_thread(self.started.acquire, True, 10)
+
+    def release(self, run: int) -> None:
+        self.gates[run - 1].set()
+
+
+@pytest.fixture
+def executor() -> DaemonThreadExecutor:
+    return DaemonThreadExecutor("test-render")
+
+
+async def test_callers_during_a_run_share_the_next_run(executor: DaemonThreadExecutor) -> None:
+    """Ten callers arriving during run 1 all get run 2; two runs in total."""
+    job = GatedJob()
+    coalescer = Coalescer(job, executor)
+    first = asyncio.create_task(coalescer.get("k"))
+    await job.wait_started()
+    late = [asyncio.create_task(coalescer.get("k")) for _ in range(10)]
+    await asyncio.sleep(0.05)
+    assert job.runs == 1  # the next run waits for the current one
+    job.release(1)
+    assert await first == "k:1"
+    await job.wait_started()
+    job.release(2)
+    assert set(await asyncio.gather(*late)) == {"k:2"}
+    assert job.runs == 2
+
+
+async def test_a_caller_never_gets_a_run_that_started_before_it(
+    executor: DaemonThreadExecutor,
+) -> None:
+    """A caller arriving mid-run is not handed that run's (older) result."""
+    job = GatedJob()
+    coalescer = Coalescer(job, executor)
+    first = asyncio.create_task(coalescer.get("k"))
+    await job.wait_started()
+    second = asyncio.create_task(coalescer.get("k"))
+    job.release(1)
+    await job.wait_started()
+    job.release(2)
+    assert (await first, await second) == ("k:1", "k:2")
+
+
+async def test_keys_do_not_share(executor: DaemonThreadExecutor) -> None:
+    """Different keys get their own runs."""
+    job = GatedJob()
+    coalescer = Coalescer(job, executor)
+    a = asyncio.create_task(coalescer.get("a"))
+    await job.wait_started()
+    b = asyncio.create_task(coalescer.get("b"))
+    job.release(1)
+    await job.wait_started()
+    job.release(2)
+    assert (await a, await b) == ("a:1", "b:2")
+
+
+async def test_failure_reaches_every_waiter_and_the_next_run_is_fresh(
+    executor: DaemonThreadExecutor,
+) -> None:
+    """A failed run raises in all its callers; later calls start a new run."""
+    job = GatedJob()
+    coalescer = Coalescer(job, executor)
+    callers = [asyncio.create_task(coalescer.get("fail")) for _ in range(3)]
+    await job.wait_started()
+    job.release(1)
+    await job.wait_started()
+    job.release(2)
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert [str(r) for r in results] == ["run 1 failed", "run 2 failed", "run 2 failed"]
+    again = asyncio.create_task(coalescer.get("fail"))
+    await job.wait_started()
+    job.release(3)
+    with pytest.raises(ValueError, match="run 3 failed"):
+        await again
+
+
+async def test_cancelled_caller_does_not_cancel_the_shared_run(
+    executor: DaemonThreadExecutor,
+) -> None:
+    """A caller that times out leaves the run to the others."""
+    job = GatedJob()
+    coalescer = Coalescer(job, executor)
+    impatient = asyncio.create_task(asyncio.wait_for(coalescer.get("k"), 0.05))
+    patient = asyncio.create_task(coalescer.get("k"))
+    await job.wait_started()
+    with pytest.raises(TimeoutError):
+        await impatient
+    job.release(1)
+    assert await patient == "k:1"
+
+
+async def test_shut_down_executor_fails_callers_instead_of_hanging() -> None:
+    """After shutdown, a call fails at once with RuntimeError."""
+    executor = DaemonThreadExecutor("closed")
+    executor.shutdown()
+    coalescer = Coalescer(str.upper, executor)
+    with pytest.raises(RuntimeError, match="shutdown"):
+        await asyncio.wait_for(coalescer.get("k"), 5)
+
+
+def test_daemon_executor_runs_jobs_on_a_daemon_thread() -> None:
+    """Jobs run in order on one daemon thread, so a stuck job cannot block exit."""
+    executor = DaemonThreadExecutor("worker")
+    threads = [executor.submit(threading.current_thread).result(5) for _ in range(3)]
+    assert len(set(threads)) == 1
+    assert threads[0].daemon and threads[0].name == "worker"
+    assert threads[0] is not threading.main_thread()
+    executor.shutdown()

@@ -1,0 +1,241 @@
+import math
+import threading
+from collections.abc import Iterable
+from importlib.metadata import version
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, Info, Summary
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+from prometheus_client.utils import floatToGoString
+
+from bigbrotr.core.renderer import FAST_PATH, float_to_go, render
+
+
+def text_without_created(registry: CollectorRegistry, escaping: str = "underscores") -> str:
+    """prometheus_client's text output with its `_created` gauge families cut out."""
+    kept, skipping = [], False
+    for line in generate_latest(registry, escaping).decode().splitlines(keepends=True):
+        if line.startswith("# HELP "):
+            skipping = line.split()[2].endswith("_created")
+        if not skipping:
+            kept.append(line)
+    return "".join(kept)
+
+
+def families(parsed: Iterable[Metric]) -> list[tuple[Any, ...]]:
+    """Comparable form of parsed families (NaN compared as a string)."""
+    return [
+        (
+            f.name,
+            f.type,
+            f.documentation,
+            [(s.name, s.labels, repr(s.value), s.exemplar) for s in f.samples],
+        )
+        for f in parsed
+    ]
+
+
+def assert_parity(registry: CollectorRegistry) -> None:
+    """Ours equals prometheus_client's output in both formats, text and parsed."""
+    ours_text = render(registry).decode()
+    assert ours_text == text_without_created(registry)
+    assert families(parse_text(ours_text)) == families(parse_text(text_without_created(registry)))
+    ours_om = render(registry, openmetrics_format=True).decode()
+    theirs_om = openmetrics.generate_latest(registry).decode()
+    assert ours_om == theirs_om
+    try:  # the OpenMetrics parser refuses some of prometheus_client's own output
+        expected = families(parse_openmetrics(theirs_om))  # (negative histogram sums)
+    except ValueError:
+        return
+    assert families(parse_openmetrics(ours_om)) == expected
+
+
+def test_fast_path_matches_this_prometheus_client() -> None:
+    """The internals the fast path reads are present; if this fails, re-pin prometheus-client."""
+    assert FAST_PATH, f"prometheus_client {version('prometheus-client')} changed its internals"
+
+
+@given(st.floats() | st.integers(min_value=-(10**20), max_value=10**20).map(float))
+def test_float_format_matches_prometheus_client(value: float) -> None:
+    """Value formatting is exactly floatToGoString, for every float."""
+    assert float_to_go(value) == floatToGoString(value)
+
+
+label_values = st.text(
+    alphabet=st.sampled_from(['"', "\\", "\n", "a", "b", "é", "😀", " ", "=", ",", "{", "}"])
+    | st.characters(codec="utf-8"),
+    max_size=12,
+)
+numbers = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
+    [0.0, -0.0, 1.0, 1e6, 1234567.0, 1e16, 1.5e300, -3.25, 1e-9]
+)
+label_names = st.sampled_from(["a", "b", "code", "le_x", "zz", "_u"])
+
+
+@st.composite
+def registries(draw: st.DrawFn) -> CollectorRegistry:
+    """A registry of counters, gauges, histograms and infos with awkward names and values."""
+    registry = CollectorRegistry()
+    for index in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from(["counter", "gauge", "histogram", "info"]))
+        name = f"m{index}_{kind}"
+        doc = draw(label_values)
+        labels = draw(st.lists(label_names, max_size=3, unique=True))
+        if kind == "histogram":
+            bounds = draw(st.lists(st.floats(-1e9, 1e9), min_size=1, max_size=4, unique=True))
+            metric: Any = Histogram(name, doc, labels, registry=registry, buckets=sorted(bounds))
+        elif kind == "info":
+            metric = Info(name, doc, labels, registry=registry)
+        else:
+            metric = (Counter if kind == "counter" else Gauge)(name, doc, labels, registry=registry)
+        for _ in range(draw(st.integers(0 if labels else 1, 4))):
+            values = draw(st.tuples(*[label_values] * len(labels)))
+            child = metric.labels(*values) if labels else metric
+            value = draw(numbers)
+            if kind == "counter":
+                child.inc(abs(value) if not math.isnan(value) else value)
+            elif kind == "gauge":
+                child.set(value)
+            elif kind == "histogram":
+                child.observe(value)
+            else:
+                child.info({"version": draw(label_values), "zz_extra": draw(label_values)})
+    return registry
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(registries())
+def test_parity_with_prometheus_client(registry: CollectorRegistry) -> None:
+    """Generated registries render exactly as prometheus_client renders them."""
+    assert_parity(registry)
+    assert_parity(registry)  # and again, from the cache
+
+
+def test_cache_follows_changes() -> None:
+    """Changed values, -0.0 after 0.0, resets, removals and set_function all show up."""
+    registry = CollectorRegistry()
+    gauge = Gauge("g", "G", ["k"], registry=registry)
+    counter = Counter("c", "C", ["k"], registry=registry)
+    histogram = Histogram("h", "H", ["k"], registry=registry, buckets=(1, 2))
+    gauge.labels("a").set(0.0)
+    gauge.labels("b").set(5)
+    counter.labels("a").inc(3)
+    histogram.labels("a").observe(1.5)
+    assert_parity(registry)
+    gauge.labels("a").set(-0.0)
+    counter.labels("a").reset()
+    histogram.labels("a").observe(0.5)
+    gauge.remove("b")
+    gauge.labels("c").set_function(lambda: 42.0)
+    assert_parity(registry)
+    assert 'g{k="a"} -0.0\n' in render(registry).decode()
+    assert 'g{k="b"}' not in render(registry).decode()
+    assert 'g{k="c"} 42.0\n' in render(registry).decode()
+
+
+def test_exemplars_units_and_other_types_match() -> None:
+    """Exemplars and units (OpenMetrics), Summary, Enum and custom collectors are rendered right."""
+    registry = CollectorRegistry()
+    counter = Counter("requests", "R", ["path"], registry=registry)
+    counter.labels("/a").inc(2, exemplar={"trace_id": 'x"1'})
+    counter.labels("/b").inc()
+    histogram = Histogram("size_bytes", "S", unit="bytes", registry=registry)
+    histogram.observe(0.3, exemplar={"trace_id": "abc"})
+    histogram.observe(7)
+    Summary("latency", "L", registry=registry).observe(3)
+    Enum("state", "S", states=["up", "down"], registry=registry).state("down")
+
+    class Custom:
+        def collect(self) -> list[Metric]:
+            return [GaugeMetricFamily("custom_value", "From a custom collector", value=7)]
+
+    registry.register(Custom())
+    Gauge("after_custom", "Order is kept", registry=registry).set(1)
+    assert_parity(registry)
+    assert "# UNIT size_bytes bytes" in render(registry, openmetrics_format=True).decode()
+
+
+def test_created_series_only_in_openmetrics() -> None:
+    """Text omits _created; OpenMetrics keeps it."""
+    registry = CollectorRegistry()
+    Counter("jobs", "J", registry=registry).inc()
+    assert "jobs_created" not in render(registry).decode()
+    assert "jobs_created" in render(registry, openmetrics_format=True).decode()
+
+
+def test_target_info_and_name_filter() -> None:
+    """target_info comes first; name[] keeps whole families that answer to a name."""
+    registry = CollectorRegistry(target_info={"env": "prod"})
+    Gauge("temp", "T", registry=registry).set(1)
+    Counter("jobs", "J", registry=registry).inc()
+    Histogram("lat", "L", registry=registry).observe(1)
+    assert render(registry).decode().startswith("# HELP target_info")
+    only = render(registry, names=frozenset({"jobs_total", "lat"})).decode()
+    assert [line.split()[2] for line in only.splitlines() if line.startswith("# TYPE")] == [
+        "jobs_total",
+        "lat",
+    ]
+    assert "lat_bucket" in only and "temp" not in only and "target_info" not in only
+    assert "target_info" in render(registry, names=frozenset({"target_info"})).decode()
+
+
+@pytest.mark.parametrize("escaping", ["allow-utf-8", "underscores", "dots", "values"])
+def test_escaping_schemes_match_prometheus_client(escaping: str) -> None:
+    """Every escaping= scheme gives prometheus_client's names, UTF-8 names included."""
+    registry = CollectorRegistry()
+    Gauge("plain_name", "P", ["some_label"], registry=registry).labels("v").set(1)
+    Gauge("dotted.name", "D", ["label.with.dots"], registry=registry).labels("v").set(2)
+    assert render(registry, escaping=escaping).decode() == text_without_created(registry, escaping)
+    assert (
+        render(registry, True, escaping).decode()
+        == openmetrics.generate_latest(registry, escaping=escaping).decode()
+    )
+
+
+def test_failing_collector_raises() -> None:
+    """A collector's exception reaches the caller."""
+
+    class Broken:
+        def collect(self) -> list[Metric]:
+            raise RuntimeError("database gone")
+
+    registry = CollectorRegistry()
+    registry.register(Broken())
+    with pytest.raises(RuntimeError, match="database gone"):
+        render(registry)
+
+
+def test_concurrent_renders_stay_correct() -> None:
+    """Renders from several threads, while values change, each parse cleanly."""
+    registry = CollectorRegistry()
+    gauge = Gauge("g", "G", ["k"], registry=registry)
+    children = [gauge.labels(str(i)) for i in range(200)]
+    errors: list[BaseException] = []
+
+    def scrape() -> None:
+        try:
+            for _ in range(20):
+                parsed = families(parse_text(render(registry).decode()))
+                assert len(parsed[0][3]) == 200
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=scrape) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for step in range(200):
+        for child in children:
+            child.set(step)
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert_parity(registry)
