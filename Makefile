@@ -45,7 +45,7 @@ unit: $(VENV)/.installed-dev system-deps
 test: lint typecheck unit
 
 bench: $(VENV)/.installed-dev system-deps
-	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -89,7 +89,7 @@ class _Plan:
     """How to render one Counter, Gauge or Histogram, with its children's prefixes."""
 
     __slots__ = (
-        "cells",
+        "cache",
         "has_sum",
         "help",
         "kind",
@@ -110,7 +110,7 @@ class _Plan:
         bounds: list[float] = getattr(metric, "_upper_bounds", [])
         self.upper_bounds: tuple[str, ...] = tuple(float_to_go(bound) for bound in bounds)
         self.has_sum = bool(bounds) and bounds[0] >= 0  # as prometheus_client decides
-        self.cells: dict[Any, _Cell] = {}
+        self.cache = _Cache()
 
     def header(self, openmetrics_format: bool) -> str:
         doc = _escape_help(self.help, openmetrics_format)
@@ -147,10 +147,7 @@ class _Plan:
         if not self.labelnames:
             return [metric]
         with metric._lock:
-            children = list(metric._metrics.values())
-        if len(self.cells) > len(children):  # label sets were removed: forget them
-            self.cells = {c: self.cells[c] for c in children if c in self.cells}
-        return children
+            return list(metric._metrics.values())
 
 
 def _exemplar(value: Any) -> str:
@@ -162,95 +159,113 @@ def _exemplar(value: Any) -> str:
     return text if exemplar.timestamp is None else f"{text} {exemplar.timestamp}"
 
 
-class _Cell:
-    """One child's cached output: its prefixes, and its last lines with the values they show.
+class _Cache:
+    """Each child's prefixes and last rendered lines, with the values they show.
 
     A line is reused while the value object it was made from is still the one
     in the child (``is``, not ``==``: every update stores a new float, and
-    ``-0.0 == 0.0`` would otherwise reuse the wrong text). Idle series, the
-    majority in large registries, then cost a few attribute reads.
+    ``-0.0 == 0.0`` would reuse the wrong text). Idle series, the majority in
+    large registries, then cost one dict lookup. Entries are tuples of floats
+    and strings, which the garbage collector stops tracking after one look, so
+    a large cache does not make full collections slower.
+
+    Attributes:
+        lines: child -> (value or histogram ``_sum`` object, its text, prefixes).
+        blocks_om: histogram child -> (``_sum`` object, OpenMetrics block, exemplars).
+        created: child -> (``_created`` object, its line).
     """
 
-    __slots__ = ("created", "created_line", "key", "key_om", "line", "line_om", "prefixes")
+    def __init__(self) -> None:
+        self.lines: dict[Any, tuple[Any, str, tuple[str, ...]]] = {}
+        self.blocks_om: dict[Any, tuple[Any, str, tuple[Any, ...]]] = {}
+        self.created: dict[Any, tuple[Any, str]] = {}
+        self.with_created = client_metrics._use_created
 
-    def __init__(self, prefixes: tuple[str, ...]) -> None:
-        self.prefixes = prefixes
-        self.key: Any = None
-        self.line = ""
-        self.key_om: Any = None
-        self.line_om = ""
-        self.created: Any = None
-        self.created_line = ""
+    def keep_only(self, children: list[Any]) -> None:
+        """Forget children whose label sets were removed."""
+        self.lines = {c: self.lines[c] for c in children if c in self.lines}
+        self.blocks_om = {c: self.blocks_om[c] for c in children if c in self.blocks_om}
+        self.created = {c: self.created[c] for c in children if c in self.created}
+
+    def created_line(self, child: Any, prefixes: tuple[str, ...]) -> str:
+        created = child._created
+        entry = self.created.get(child)
+        if entry is None or entry[0] is not created:
+            entry = self.created[child] = (created, f"{prefixes[-1]}{float_to_go(created)}\n")
+        return entry[1]
 
 
-def _created_line(cell: _Cell, child: Any) -> str:
-    created = child._created
-    if created is not cell.created:
-        cell.created = created
-        cell.created_line = f"{cell.prefixes[-1]}{float_to_go(created)}\n"
-    return cell.created_line
-
-
-def _histogram_block(plan: _Plan, cell: _Cell, child: Any, om: bool, created: bool) -> str:
+def _histogram_block(
+    plan: _Plan, child: Any, prefixes: tuple[str, ...], om: bool, created: bool
+) -> str:
     """All lines of one histogram child; reused until an observation changes ``_sum``."""
+    cache = plan.cache
     buckets = child._buckets
     total = child._sum._value
+    exemplars: tuple[Any, ...] = ()
     if om:
-        key: Any = (total, [bucket._exemplar for bucket in buckets], created)
-        if key == cell.key_om and total is cell.key_om[0]:
-            return cell.line_om
-    elif total is cell.key:
-        return cell.line
-    p = cell.prefixes
+        exemplars = tuple(bucket._exemplar for bucket in buckets)
+        cached = cache.blocks_om.get(child)
+        if cached is not None and cached[0] is total and cached[2] == exemplars:
+            return cached[1]
+    else:
+        entry = cache.lines[child]
+        if entry[0] is total:
+            return entry[1]
     fmt = float_to_go
     lines = []
     acc = 0.0
     for index, bucket in enumerate(buckets):
         acc += bucket._value
         ex = _exemplar(bucket) if om else ""
-        lines.append(f"{p[index]}{fmt(acc)}{ex}\n")
+        lines.append(f"{prefixes[index]}{fmt(acc)}{ex}\n")
     count = len(buckets)
-    lines.append(f"{p[count]}{fmt(acc)}\n")
+    lines.append(f"{prefixes[count]}{fmt(acc)}\n")
     if plan.has_sum:
-        lines.append(f"{p[count + 1]}{fmt(total)}\n")
+        lines.append(f"{prefixes[count + 1]}{fmt(total)}\n")
     if created:
-        lines.append(_created_line(cell, child))
+        lines.append(cache.created_line(child, prefixes))
     block = "".join(lines)
     if om:
-        cell.key_om, cell.line_om = key, block
+        cache.blocks_om[child] = (total, block, exemplars)
     else:
-        cell.key, cell.line = total, block
+        cache.lines[child] = (total, block, prefixes)
     return block
 
 
 def _render_plan(plan: _Plan, metric: Any, om: bool, out: list[str]) -> None:
     """Append ``plan``'s lines to ``out``: the per-series loop of the fast path."""
     created = om and client_metrics._use_created
-    cells = plan.cells
+    if plan.cache.with_created is not client_metrics._use_created:
+        plan.cache = _Cache()
+    cache = plan.cache
+    children = plan.children(metric)
+    if len(cache.lines) > len(children):
+        cache.keep_only(children)
+    lines = cache.lines
     fmt = float_to_go
     append = out.append
     kind = plan.kind
-    for child in plan.children(metric):
-        cell = cells.get(child)
-        if cell is None:
-            cell = cells[child] = _Cell(plan.child_prefixes(child))
+    for child in children:
+        entry = lines.get(child)
+        if entry is None:
+            entry = lines[child] = (None, "", plan.child_prefixes(child))
         if kind == "histogram":
-            append(_histogram_block(plan, cell, child, om, created))
+            append(_histogram_block(plan, child, entry[2], om, created))
             continue
         if kind == "gauge" and "_child_samples" in child.__dict__:  # set_function()
-            append(f"{cell.prefixes[0]}{fmt(child._child_samples()[0].value)}\n")
+            append(f"{entry[2][0]}{fmt(child._child_samples()[0].value)}\n")
             continue
         value = child._value
         number = value._value
-        if number is not cell.key:
-            cell.key = number
-            cell.line = f"{cell.prefixes[0]}{fmt(number)}\n"
+        if number is not entry[0]:
+            entry = lines[child] = (number, f"{entry[2][0]}{fmt(number)}\n", entry[2])
         if om and kind == "counter" and value._exemplar is not None:
-            append(f"{cell.prefixes[0]}{fmt(number)}{_exemplar(value)}\n")
+            append(f"{entry[2][0]}{fmt(number)}{_exemplar(value)}\n")
         else:
-            append(cell.line)
+            append(entry[1])
         if created and kind == "counter":
-            append(_created_line(cell, child))
+            append(cache.created_line(child, entry[2]))
 
 
 _FAST_TYPES: tuple[type, ...] = (

@@ -1,0 +1,76 @@
+"""Shared by the benchmarks: a registry of n series, and the seed-style handler to beat."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+HISTOGRAM_SERIES = 14  # 11 buckets (10 + Inf), _count, _sum, and _created for the oracle
+
+
+def build_registry(series: int) -> tuple[CollectorRegistry, Callable[[float], None]]:
+    """A registry of ~45% counters, ~45% gauges and ~10% histogram series.
+
+    Returns:
+        The registry, and ``touch(fraction)`` which changes that fraction of
+        the children's values (the first ones, cycling), as a busy service would.
+    """
+    rng = random.Random(42)
+    registry = CollectorRegistry()
+    counter = Counter("http_requests", "Requests handled.", ["path", "code"], registry=registry)
+    gauge = Gauge("queue_depth", "Items waiting.", ["queue", "shard"], registry=registry)
+    histogram = Histogram(
+        "job_duration_seconds",
+        "Job durations.",
+        ["job"],
+        registry=registry,
+        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    )
+    counters = [
+        counter.labels(f"/api/v1/items/{i}", str(200 + i % 5)) for i in range(series * 45 // 100)
+    ]
+    gauges = [gauge.labels(f"queue-{i}", str(i % 16)) for i in range(series * 45 // 100)]
+    jobs = max(1, series // 10 // HISTOGRAM_SERIES)
+    histograms = [histogram.labels(f"job-{i}") for i in range(jobs)]
+    children: list[tuple[str, Any]] = [("inc", c) for c in counters]
+    children += [("set", g) for g in gauges] + [("observe", h) for h in histograms]
+    rng.shuffle(children)
+    position = 0
+
+    def touch(fraction: float) -> None:
+        nonlocal position
+        for _ in range(int(len(children) * fraction)):
+            method, child = children[position]
+            getattr(child, method)(rng.random() * (1e6 if method == "set" else 20))
+            position = (position + 1) % len(children)
+
+    touch(1.0)
+    return registry, touch
+
+
+def seed_style_app(registry: CollectorRegistry, path: str = "/metrics") -> web.Application:
+    """The usual aiohttp exporter: ``generate_latest`` on the event loop, per scrape."""
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
+        )
+
+    app = web.Application()
+    app.router.add_get(path, handle)
+    return app
+
+
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on a free loopback port; returns the runner and the metrics URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}/metrics"
