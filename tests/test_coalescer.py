@@ -1,5 +1,6 @@
 import asyncio
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -12,10 +13,12 @@ class GatedJob:
     def __init__(self) -> None:
         self.runs = 0
         self.gates: list[threading.Event] = []
+        self.options: list[frozenset[int]] = []
         self.started = threading.Semaphore(0)
 
-    def __call__(self, key: str) -> str:
+    def __call__(self, key: str, options: frozenset[int]) -> str:
         self.runs += 1
+        self.options.append(options)
         run = self.runs
         gate = threading.Event()
         self.gates.append(gate)
@@ -33,17 +36,19 @@ class GatedJob:
 
 
 @pytest.fixture
-def executor() -> DaemonThreadExecutor:
-    return DaemonThreadExecutor("test-render")
+def executor() -> Iterator[DaemonThreadExecutor]:
+    executor = DaemonThreadExecutor("test-render")
+    yield executor
+    executor.shutdown()
 
 
 async def test_callers_during_a_run_share_the_next_run(executor: DaemonThreadExecutor) -> None:
     """Ten callers arriving during run 1 all get run 2; two runs in total."""
     job = GatedJob()
     coalescer = Coalescer(job, executor)
-    first = asyncio.create_task(coalescer.get("k"))
+    first = asyncio.create_task(coalescer.get("k", 0))
     await job.wait_started()
-    late = [asyncio.create_task(coalescer.get("k")) for _ in range(10)]
+    late = [asyncio.create_task(coalescer.get("k", 0)) for _ in range(10)]
     await asyncio.sleep(0.05)
     assert job.runs == 1  # the next run waits for the current one
     job.release(1)
@@ -54,15 +59,30 @@ async def test_callers_during_a_run_share_the_next_run(executor: DaemonThreadExe
     assert job.runs == 2
 
 
+async def test_a_run_gets_the_options_of_all_its_callers(executor: DaemonThreadExecutor) -> None:
+    """Callers queued for the next run contribute their options to it (gzip or not)."""
+    job = GatedJob()
+    coalescer = Coalescer(job, executor)
+    first = asyncio.create_task(coalescer.get("k", 1))
+    await job.wait_started()
+    late = [asyncio.create_task(coalescer.get("k", option)) for option in (2, 3, 2)]
+    await asyncio.sleep(0.05)
+    job.release(1)
+    await job.wait_started()
+    job.release(2)
+    await asyncio.gather(first, *late)
+    assert job.options == [frozenset({1}), frozenset({2, 3})]
+
+
 async def test_a_caller_never_gets_a_run_that_started_before_it(
     executor: DaemonThreadExecutor,
 ) -> None:
     """A caller arriving mid-run is not handed that run's (older) result."""
     job = GatedJob()
     coalescer = Coalescer(job, executor)
-    first = asyncio.create_task(coalescer.get("k"))
+    first = asyncio.create_task(coalescer.get("k", 0))
     await job.wait_started()
-    second = asyncio.create_task(coalescer.get("k"))
+    second = asyncio.create_task(coalescer.get("k", 0))
     job.release(1)
     await job.wait_started()
     job.release(2)
@@ -73,9 +93,9 @@ async def test_keys_do_not_share(executor: DaemonThreadExecutor) -> None:
     """Different keys get their own runs."""
     job = GatedJob()
     coalescer = Coalescer(job, executor)
-    a = asyncio.create_task(coalescer.get("a"))
+    a = asyncio.create_task(coalescer.get("a", 0))
     await job.wait_started()
-    b = asyncio.create_task(coalescer.get("b"))
+    b = asyncio.create_task(coalescer.get("b", 0))
     job.release(1)
     await job.wait_started()
     job.release(2)
@@ -88,14 +108,14 @@ async def test_failure_reaches_every_waiter_and_the_next_run_is_fresh(
     """A failed run raises in all its callers; later calls start a new run."""
     job = GatedJob()
     coalescer = Coalescer(job, executor)
-    callers = [asyncio.create_task(coalescer.get("fail")) for _ in range(3)]
+    callers = [asyncio.create_task(coalescer.get("fail", 0)) for _ in range(3)]
     await job.wait_started()
     job.release(1)
     await job.wait_started()
     job.release(2)
     results = await asyncio.gather(*callers, return_exceptions=True)
     assert [str(r) for r in results] == ["run 1 failed", "run 2 failed", "run 2 failed"]
-    again = asyncio.create_task(coalescer.get("fail"))
+    again = asyncio.create_task(coalescer.get("fail", 0))
     await job.wait_started()
     job.release(3)
     with pytest.raises(ValueError, match="run 3 failed"):
@@ -108,8 +128,8 @@ async def test_cancelled_caller_does_not_cancel_the_shared_run(
     """A caller that times out leaves the run to the others."""
     job = GatedJob()
     coalescer = Coalescer(job, executor)
-    impatient = asyncio.create_task(asyncio.wait_for(coalescer.get("k"), 0.05))
-    patient = asyncio.create_task(coalescer.get("k"))
+    impatient = asyncio.create_task(asyncio.wait_for(coalescer.get("k", 0), 0.05))
+    patient = asyncio.create_task(coalescer.get("k", 0))
     await job.wait_started()
     with pytest.raises(TimeoutError):
         await impatient
@@ -121,9 +141,9 @@ async def test_shut_down_executor_fails_callers_instead_of_hanging() -> None:
     """After shutdown, a call fails at once with RuntimeError."""
     executor = DaemonThreadExecutor("closed")
     executor.shutdown()
-    coalescer = Coalescer(str.upper, executor)
+    coalescer = Coalescer(lambda key, options: key.upper(), executor)
     with pytest.raises(RuntimeError, match="shutdown"):
-        await asyncio.wait_for(coalescer.get("k"), 5)
+        await asyncio.wait_for(coalescer.get("k", 0), 5)
 
 
 def test_daemon_executor_runs_jobs_on_a_daemon_thread() -> None:

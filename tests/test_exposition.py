@@ -84,6 +84,8 @@ def test_escaping_parameter_is_honoured() -> None:
         ("identity", False),
         ("*", True),
         ("gzip;q=nonsense", False),
+        ("gzip;q=0, *", False),
+        ("identity, *;q=0.5", True),
     ],
 )
 def test_gzip_accepted(header: str | None, accepted: bool) -> None:
@@ -92,21 +94,27 @@ def test_gzip_accepted(header: str | None, accepted: bool) -> None:
 
 
 def test_bake_compresses_only_when_asked() -> None:
-    """The body is gzip exactly when requested, with Content-Encoding set only then."""
+    """A render is gzipped only if asked; Content-Encoding is set only on gzip responses."""
     registry = CollectorRegistry()
     Gauge("probe", "P", registry=registry).set(3)
-    plain = bake(registry, scrape_request(None, None))
-    assert plain.body == render(registry)
-    assert "Content-Encoding" not in plain.headers
-    assert plain.headers["Content-Type"] == CONTENT_TYPE_TEXT
-    packed = bake(registry, scrape_request(PROMETHEUS_2_ACCEPT, "gzip"))
-    assert packed.headers["Content-Encoding"] == "gzip"
-    assert gzip.decompress(packed.body) == render(registry, openmetrics_format=True)
+    plain = bake(registry, scrape_request(None), compress=False)
+    assert plain.gzipped is None
+    body, headers = plain.response(gzip_wanted=True)  # nothing to send compressed
+    assert body == render(registry)
+    assert "Content-Encoding" not in headers
+    assert headers["Content-Type"] == CONTENT_TYPE_TEXT
+    shared = bake(registry, scrape_request(PROMETHEUS_2_ACCEPT), compress=True)
+    body, headers = shared.response(gzip_wanted=True)
+    assert headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(body) == render(registry, openmetrics_format=True)
+    body, headers = shared.response(gzip_wanted=False)
+    assert "Content-Encoding" not in headers
+    assert body == render(registry, openmetrics_format=True)
 
 
 def test_scrape_request_names_and_equality() -> None:
     """name[] values become a set; equal requests compare equal (so they can share a render)."""
-    first = scrape_request("text/plain", "gzip", ["b", "a"])
+    first = scrape_request("text/plain", ["b", "a"])
     assert first.names == frozenset({"a", "b"})
-    assert first == scrape_request("*/*", "gzip", ["a", "b"])
-    assert scrape_request(None, None).names is None
+    assert first == scrape_request("*/*", ["a", "b"])
+    assert scrape_request(None).names is None

@@ -309,7 +309,7 @@ async def test_head_returns_headers_only(http: aiohttp.ClientSession) -> None:
 
 
 async def test_renders_off_the_event_loop_and_coalesces(http: aiohttp.ClientSession) -> None:
-    """Collectors run in a worker thread; eight concurrent scrapes cost at most two renders."""
+    """Collectors run off the loop; 8 concurrent scrapes, gzip or not, cost at most two renders."""
     registry = CollectorRegistry()
     gated = GatedCollector()
     registry.register(gated)
@@ -319,15 +319,25 @@ async def test_renders_off_the_event_loop_and_coalesces(http: aiohttp.ClientSess
         first = asyncio.create_task(http.get(url))
         while gated.calls == 0:
             await asyncio.sleep(0.01)
-        others = [asyncio.create_task(http.get(url)) for _ in range(7)]
-        await asyncio.sleep(0.1)
+        encodings = ["gzip", "identity"] * 4
+        others = [
+            asyncio.create_task(http.get(url, headers={"Accept-Encoding": encoding}))
+            for encoding in encodings[:7]
+        ]
+        polls = 1
+        while registry.get_sample_value("metrics_handler_requests_in_flight") != 8:
+            polls += 1
+            await asyncio.sleep(0.01)
         gated.gate.set()
         responses = await asyncio.gather(first, *others)
         assert [r.status for r in responses] == [200] * 8
+        assert {r.headers.get("Content-Encoding") for r in responses[1:]} == {"gzip", None}
         for response in responses:
-            response.release()
+            assert "gated_value 1.0" in await response.text()
     assert 1 <= gated.calls <= 2
-    assert threading.main_thread() not in gated.threads
+    on_main = [thread for thread in gated.threads if thread is threading.main_thread()]
+    assert len(on_main) == polls  # only this test's own reads; every render ran elsewhere
+    assert {thread.name for thread in gated.threads} - {"MainThread"} == {"bigbrotr-render"}
 
 
 async def test_in_flight_limit_gives_503(http: aiohttp.ClientSession) -> None:

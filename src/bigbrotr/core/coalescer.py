@@ -7,6 +7,10 @@ arrives while a job for its key is running waits for the *next* job, which
 starts when the running one ends and serves everyone who arrived meanwhile.
 So each caller gets a result computed after it arrived, and any number of
 concurrent callers of one key cost at most two jobs.
+
+Callers of one key may differ in a detail that only adds to the job (gzip
+wanted or not): each passes it as an ``option``, and a job is given the
+options of all the callers it serves, which are known when it starts.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import queue
 import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar
 
 __all__ = ["Coalescer", "DaemonThreadExecutor"]
@@ -25,48 +29,61 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 KeyT = TypeVar("KeyT", bound=Hashable)
+OptionT = TypeVar("OptionT", bound=Hashable)
 ResultT = TypeVar("ResultT")
 
 
 @dataclass
-class _Slot(Generic[ResultT]):
+class _Slot(Generic[OptionT, ResultT]):
     running: asyncio.Future[ResultT] | None = None
     queued: asyncio.Future[ResultT] | None = None
+    queued_options: set[OptionT] = field(default_factory=set)
 
 
-class Coalescer(Generic[KeyT, ResultT]):
-    """Run ``job(key)`` in ``executor``, sharing each run among callers that can use it.
+class Coalescer(Generic[KeyT, OptionT, ResultT]):
+    """Run ``job(key, options)`` in ``executor``, sharing each run among its callers.
 
     Args:
         job: The blocking function; it runs in ``executor``, never on the loop.
         executor: Where ``job`` runs.
     """
 
-    def __init__(self, job: Callable[[KeyT], ResultT], executor: Executor) -> None:
+    def __init__(
+        self, job: Callable[[KeyT, frozenset[OptionT]], ResultT], executor: Executor
+    ) -> None:
         self._job = job
         self._executor = executor
-        self._slots: dict[KeyT, _Slot[ResultT]] = {}
+        self._slots: dict[KeyT, _Slot[OptionT, ResultT]] = {}
 
-    async def get(self, key: KeyT) -> ResultT:
-        """A result of ``job(key)`` that started no earlier than this call.
+    async def get(self, key: KeyT, option: OptionT) -> ResultT:
+        """A result of a ``job(key, options)`` that started no earlier than this call.
 
-        Cancelling one caller (a timeout, a client that went away) does not
-        cancel the shared job.
+        ``option`` is among that job's ``options``. Cancelling one caller (a
+        timeout, a client that went away) does not cancel the shared job.
         """
         loop = asyncio.get_running_loop()
-        slot = self._slots.setdefault(key, _Slot())
+        slot: _Slot[OptionT, ResultT] = self._slots.setdefault(key, _Slot())
         if slot.running is None:
             future = slot.running = loop.create_future()
-            self._start(key, slot, future)
+            self._start(key, slot, future, frozenset((option,)))
         else:
             if slot.queued is None:
                 slot.queued = loop.create_future()
+                slot.queued_options = set()
+            slot.queued_options.add(option)
             future = slot.queued
         return await asyncio.shield(future)
 
-    def _start(self, key: KeyT, slot: _Slot[ResultT], future: asyncio.Future[ResultT]) -> None:
+    def _start(
+        self,
+        key: KeyT,
+        slot: _Slot[OptionT, ResultT],
+        future: asyncio.Future[ResultT],
+        options: frozenset[OptionT],
+    ) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            work = asyncio.get_running_loop().run_in_executor(self._executor, self._job, key)
+            work = loop.run_in_executor(self._executor, self._job, key, options)
         except RuntimeError as exc:  # the executor was shut down
             future.set_exception(exc)
             slot.running = slot.queued = None
@@ -77,7 +94,7 @@ class Coalescer(Generic[KeyT, ResultT]):
     def _finish(
         self,
         key: KeyT,
-        slot: _Slot[ResultT],
+        slot: _Slot[OptionT, ResultT],
         future: asyncio.Future[ResultT],
         done: asyncio.Future[ResultT],
     ) -> None:
@@ -89,7 +106,7 @@ class Coalescer(Generic[KeyT, ResultT]):
             future.set_result(done.result())
         slot.running, slot.queued = slot.queued, None
         if slot.running is not None:
-            self._start(key, slot, slot.running)
+            self._start(key, slot, slot.running, frozenset(slot.queued_options))
         else:
             del self._slots[key]
 

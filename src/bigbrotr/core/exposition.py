@@ -20,8 +20,8 @@ __all__ = [
     "CONTENT_TYPE_OPENMETRICS",
     "CONTENT_TYPE_TEXT",
     "GZIP_LEVEL",
-    "Baked",
     "Format",
+    "Rendered",
     "ScrapeRequest",
     "bake",
     "gzip_accepted",
@@ -106,61 +106,64 @@ def negotiate(accept: str | None) -> Format:
 
 
 def gzip_accepted(accept_encoding: str | None) -> bool:
-    """Whether ``Accept-Encoding`` allows gzip (``gzip`` or ``*``, with q > 0)."""
+    """Whether ``Accept-Encoding`` allows gzip with q > 0.
+
+    An explicit ``gzip`` entry decides; otherwise ``*`` does.
+    """
+    qualities: dict[str, float] = {}
     for coding in (accept_encoding or "").split(","):
         name, *rest = coding.split(";")
-        if name.strip().lower() not in ("gzip", "*"):
-            continue
         try:
-            quality = float(_params(rest).get("q", "1"))
+            qualities[name.strip().lower()] = float(_params(rest).get("q", "1"))
         except ValueError:
             continue
-        if quality > 0:
-            return True
-    return False
+    return qualities.get("gzip", qualities.get("*", 0.0)) > 0
 
 
 @dataclass(frozen=True)
 class ScrapeRequest:
-    """Everything that shapes a response body; equal requests can share one render.
+    """What shapes a response body; scrapes with equal requests can share one render.
 
     Attributes:
         format: The negotiated format.
-        gzip: Compress the body.
         names: ``name[]`` filter, or None for every family.
     """
 
     format: Format
-    gzip: bool
     names: frozenset[str] | None
 
 
-def scrape_request(
-    accept: str | None, accept_encoding: str | None, names: Iterable[str] = ()
-) -> ScrapeRequest:
-    """Build the ``ScrapeRequest`` for a request's headers and ``name[]`` values."""
-    wanted = frozenset(names)
-    return ScrapeRequest(negotiate(accept), gzip_accepted(accept_encoding), wanted or None)
+def scrape_request(accept: str | None, names: Iterable[str] = ()) -> ScrapeRequest:
+    """Build the ``ScrapeRequest`` for an ``Accept`` header and ``name[]`` values."""
+    return ScrapeRequest(negotiate(accept), frozenset(names) or None)
 
 
 @dataclass(frozen=True)
-class Baked:
-    """A ready response: body and headers."""
+class Rendered:
+    """One render, in the encodings its scrapes asked for."""
 
     body: bytes
-    headers: dict[str, str]
+    gzipped: bytes | None
+    content_type: str
+
+    def response(self, gzip_wanted: bool) -> tuple[bytes, dict[str, str]]:
+        """Body and headers for one scrape; ``Content-Encoding`` only when compressed."""
+        headers = {"Content-Type": self.content_type, "Vary": "Accept, Accept-Encoding"}
+        if gzip_wanted and self.gzipped is not None:
+            headers["Content-Encoding"] = "gzip"
+            return self.gzipped, headers
+        return self.body, headers
 
 
-def bake(registry: Collector, request: ScrapeRequest) -> Baked:
-    """Render and, if asked, compress: the blocking part of a scrape.
+def bake(registry: Collector, request: ScrapeRequest, compress: bool) -> Rendered:
+    """Render and, if any scrape sharing this render wants it, compress.
+
+    This is the blocking part of a scrape; it runs off the event loop.
 
     Raises:
         Exception: Whatever a collector raises.
     """
     fmt = request.format
     body = render(registry, fmt.openmetrics, fmt.escaping, request.names)
-    headers = {"Content-Type": fmt.content_type, "Vary": "Accept, Accept-Encoding"}
-    if request.gzip:
-        body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
-        headers["Content-Encoding"] = "gzip"
-    return Baked(body, headers)
+    gzipped = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0) if compress else None
+    return Rendered(body, gzipped, fmt.content_type)

@@ -28,7 +28,7 @@ from prometheus_client.registry import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bigbrotr.core.coalescer import Coalescer, DaemonThreadExecutor
-from bigbrotr.core.exposition import Baked, ScrapeRequest, bake, scrape_request
+from bigbrotr.core.exposition import Rendered, ScrapeRequest, bake, gzip_accepted, scrape_request
 from bigbrotr.core.logger import get_logger
 
 __all__ = [
@@ -160,7 +160,7 @@ class MetricsServer:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._executor: DaemonThreadExecutor | None = None
-        self._coalescer: Coalescer[ScrapeRequest, Baked] | None = None
+        self._coalescer: Coalescer[ScrapeRequest, bool, Rendered] | None = None
         self._handler_metrics: _HandlerMetrics | None = None
         self._in_flight = 0
         self._errors_seen: set[str] = set()
@@ -192,9 +192,11 @@ class MetricsServer:
         """
         if not self._config.enabled or self._runner is not None:
             return
+        handler_metrics = _HandlerMetrics.of(self._registry)  # before binding: it may raise
         app = web.Application()
         app.router.add_get(self._config.path, self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # shutdown_timeout: stop() waits this long for scrapes in flight, not aiohttp's 60 s.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         host, port = self._config.host, self._config.port
         try:
@@ -203,9 +205,11 @@ class MetricsServer:
             await runner.cleanup()
             reason = exc.strerror or str(exc)
             raise OSError(exc.errno, f"cannot serve metrics on {host}:{port}: {reason}") from exc
-        self._handler_metrics = _HandlerMetrics.of(self._registry)
+        self._handler_metrics = handler_metrics
         self._executor = DaemonThreadExecutor("bigbrotr-render")
-        self._coalescer = Coalescer(lambda request: bake(self._registry, request), self._executor)
+        self._coalescer = Coalescer(
+            lambda request, gzip: bake(self._registry, request, True in gzip), self._executor
+        )
         self._runner = runner
         self._port = int(runner.addresses[0][1])
 
@@ -230,15 +234,14 @@ class MetricsServer:
             return self._respond(
                 503, f"too many concurrent scrapes (max_requests_in_flight={limit})"
             )
-        scrape = scrape_request(
-            request.headers.get("Accept"),
-            request.headers.get("Accept-Encoding"),
-            request.query.getall("name[]", ()),
-        )
+        scrape = scrape_request(request.headers.get("Accept"), request.query.getall("name[]", ()))
+        gzip_wanted = gzip_accepted(request.headers.get("Accept-Encoding"))
         self._in_flight += 1
         self._gauge_in_flight(+1)
         try:
-            baked = await asyncio.wait_for(self._coalescer.get(scrape), config.render_timeout)
+            rendered = await asyncio.wait_for(
+                self._coalescer.get(scrape, gzip_wanted), config.render_timeout
+            )
         except TimeoutError:
             return self._respond(
                 503, f"rendering took longer than render_timeout={config.render_timeout}s"
@@ -252,7 +255,8 @@ class MetricsServer:
         finally:
             self._in_flight -= 1
             self._gauge_in_flight(-1)
-        return self._respond(200, body=baked.body, headers=baked.headers)
+        body, headers = rendered.response(gzip_wanted)
+        return self._respond(200, body=body, headers=headers)
 
     def _gauge_in_flight(self, change: int) -> None:
         if self._handler_metrics is not None:

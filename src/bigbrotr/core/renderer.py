@@ -23,6 +23,7 @@ when that happens.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import re
@@ -94,6 +95,7 @@ class _Plan:
         "help",
         "kind",
         "labelnames",
+        "lock",
         "name",
         "names",
         "unit",
@@ -111,6 +113,7 @@ class _Plan:
         self.upper_bounds: tuple[str, ...] = tuple(float_to_go(bound) for bound in bounds)
         self.has_sum = bool(bounds) and bounds[0] >= 0  # as prometheus_client decides
         self.cache = _Cache()
+        self.lock = threading.Lock()
 
     def header(self, openmetrics_format: bool) -> str:
         doc = _escape_help(self.help, openmetrics_format)
@@ -170,8 +173,10 @@ class _Cache:
     a large cache does not make full collections slower.
 
     Attributes:
-        lines: child -> (value or histogram ``_sum`` object, its text, prefixes).
-        blocks_om: histogram child -> (``_sum`` object, OpenMetrics block, exemplars).
+        lines: child -> (value object, or a histogram's ``_sum`` and bucket
+            value objects; its text; prefixes).
+        blocks_om: histogram child -> (those value objects, OpenMetrics block,
+            exemplars).
         created: child -> (``_created`` object, its line).
     """
 
@@ -202,15 +207,19 @@ def _histogram_block(
     cache = plan.cache
     buckets = child._buckets
     total = child._sum._value
+    # observe() updates _sum, then a bucket, then maybe its exemplar, with no
+    # common lock: the key holds all of them, so a render between two of those
+    # steps is not kept once the observation completes.
+    key = (total, *(bucket._value for bucket in buckets))
     exemplars: tuple[Any, ...] = ()
     if om:
         exemplars = tuple(bucket._exemplar for bucket in buckets)
         cached = cache.blocks_om.get(child)
-        if cached is not None and cached[0] is total and cached[2] == exemplars:
+        if cached is not None and _same(cached[0], key) and cached[2] == exemplars:
             return cached[1]
     else:
         entry = cache.lines[child]
-        if entry[0] is total:
+        if entry[0] is not None and _same(entry[0], key):
             return entry[1]
     fmt = float_to_go
     lines = []
@@ -227,10 +236,15 @@ def _histogram_block(
         lines.append(cache.created_line(child, prefixes))
     block = "".join(lines)
     if om:
-        cache.blocks_om[child] = (total, block, exemplars)
+        cache.blocks_om[child] = (key, block, exemplars)
     else:
-        cache.lines[child] = (total, block, prefixes)
+        cache.lines[child] = (key, block, prefixes)
     return block
+
+
+def _same(cached: tuple[Any, ...], current: tuple[Any, ...]) -> bool:
+    """Whether two value tuples hold the very same objects (``is``, see ``_Cache``)."""
+    return all(a is b for a, b in zip(cached, current, strict=True))
 
 
 def _render_plan(plan: _Plan, metric: Any, om: bool, out: list[str]) -> None:
@@ -274,25 +288,27 @@ _FAST_TYPES: tuple[type, ...] = (
     prometheus_client.Histogram,
 )
 _plans: weakref.WeakKeyDictionary[Any, _Plan | None] = weakref.WeakKeyDictionary()
-_render_lock = threading.Lock()  # renders share the caches; they are GIL-bound anyway
+_plans_lock = threading.Lock()
 
 
 def _plan_for(collector: Any) -> _Plan | None:
     """The fast-path plan for ``collector``, or None if it must go the generic way."""
-    try:
-        return _plans[collector]
-    except (KeyError, TypeError):
-        pass
-    plan: _Plan | None = None
-    if (
-        FAST_PATH
-        and type(collector) in _FAST_TYPES
-        and _LEGACY_METRIC.match(collector._name)
-        and all(_LEGACY_LABEL.match(label) for label in collector._labelnames)
-    ):
-        plan = _Plan(collector)
-    _plans[collector] = plan
-    return plan
+    with _plans_lock:
+        try:
+            return _plans[collector]
+        except (KeyError, TypeError):  # TypeError: not weak-referenceable, so not ours
+            pass
+        plan: _Plan | None = None
+        if (
+            FAST_PATH
+            and type(collector) in _FAST_TYPES
+            and _LEGACY_METRIC.match(collector._name)
+            and all(_LEGACY_LABEL.match(label) for label in collector._labelnames)
+        ):
+            plan = _Plan(collector)
+        with contextlib.suppress(TypeError):
+            _plans[collector] = plan
+        return plan
 
 
 class _Families:
@@ -353,8 +369,9 @@ def render(
         openmetrics_format: OpenMetrics (with ``_created`` and ``# EOF``) instead
             of the Prometheus text format (without ``_created``).
         escaping: Name escaping scheme, as prometheus_client understands it.
-        names: If given, only families answering to one of these names
-            (see ``family_names``).
+        names: If given, only families answering to one of these names (see
+            ``family_names``), each whole; prometheus_client's ``name[]`` keeps
+            only the named samples instead.
 
     Returns:
         The UTF-8 body.
@@ -362,11 +379,7 @@ def render(
     Raises:
         Exception: Whatever a collector raises; the caller reports it.
     """
-    with _render_lock:
-        return _render(registry, openmetrics_format, escaping, names)
-
-
-def _render(registry: Collector, om: bool, escaping: str, names: frozenset[str] | None) -> bytes:
+    om = openmetrics_format
     fast_ok = escaping in _FAST_ESCAPINGS  # others rewrite valid names too
     collectors, leading = _collectors(registry)
     chunks: list[bytes] = []
@@ -395,7 +408,8 @@ def _render(registry: Collector, om: bool, escaping: str, names: frozenset[str] 
             continue
         flush_generic()
         lines.append(plan.header(om))
-        _render_plan(plan, collector, om, lines)
+        with plan.lock:  # renders from other threads share the plan's cache
+            _render_plan(plan, collector, om, lines)
         if len(lines) > _CHUNK_LINES:
             flush_lines()
     flush_lines()
