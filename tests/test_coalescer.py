@@ -141,7 +141,7 @@ async def test_shut_down_executor_fails_callers_instead_of_hanging() -> None:
     """After shutdown, a call fails at once with RuntimeError."""
     executor = DaemonThreadExecutor("closed")
     executor.shutdown()
-    coalescer = Coalescer(lambda key, options: key.upper(), executor)
+    coalescer: Coalescer[str, int, str] = Coalescer(lambda key, options: key.upper(), executor)
     with pytest.raises(RuntimeError, match="shutdown"):
         await asyncio.wait_for(coalescer.get("k", 0), 5)
 
