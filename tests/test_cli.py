@@ -72,6 +72,7 @@ def test_check_bundled_demo_uses_its_shipped_yaml(capsys: pytest.CaptureFixture[
         ("colour: blue\n", r"bad\.yaml: unknown field 'colour'"),
         ("interval: [1\n", r"bad\.yaml:2: "),
         ("- a\n", r"bad\.yaml:1: top level must be a mapping"),
+        ("1: 2\n", r"bad\.yaml: field '1': Keys should be strings"),
     ],
 )
 def test_check_invalid_config_is_one_line_exit_2(
@@ -97,6 +98,8 @@ def test_check_invalid_config_is_one_line_exit_2(
         (["check", "no_such_module_xyz:Thing"], "cannot import module 'no_such_module_xyz'"),
         (["check", "bigbrotr.cli:main"], "is not a BaseService subclass"),
         (["check", "bigbrotr.core.metrics:Missing"], "is not a BaseService subclass"),
+        (["check", ".relative:Thing"], "cannot import module '.relative'"),
+        (["check", "bigbrotr.core.base_service:BaseService"], "cannot build BaseService"),
         (["run"], "required: TARGET"),
         (["run", "demo", "--log-format", "xml"], "invalid choice: 'xml'"),
         (["frobnicate"], "invalid choice"),
@@ -110,3 +113,15 @@ def test_usage_errors_are_one_line_exit_2(
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
     assert expected in err
+
+
+def test_config_that_is_not_utf8_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A config file in another encoding is a one-line error naming the file."""
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("interval: 5  # café\n".encode("latin-1"))
+    code, _, err = run_cli(capsys, "check", "demo", "--config", str(path))
+    assert code == 2
+    reason = "invalid continuation byte at byte 18"  # the é of café, in Latin-1
+    assert err.strip() == f"bigbrotr: error: {path}: not UTF-8 text ({reason})"

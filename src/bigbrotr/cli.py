@@ -16,7 +16,7 @@ from typing import NoReturn
 import yaml
 
 from bigbrotr import __version__
-from bigbrotr.core.logger import LOG_FORMATS, LOG_LEVELS, configure_logging, get_logger
+from bigbrotr.core.logger import LOG_FORMATS, LOG_LEVELS, configure_logging
 from bigbrotr.runner import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -85,7 +85,9 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> int:
-    config = resolve_target(args.target).load_config(args.config)
+    target = resolve_target(args.target)
+    config = target.load_config(args.config)
+    target.build(config)  # what `run` would do next, so `check` fails where `run` would
     print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
     return EXIT_OK
 
@@ -96,12 +98,6 @@ def _run(args: argparse.Namespace) -> int:
     target = resolve_target(args.target)
     service = target.build(target.load_config(args.config))
     configure_logging(service.SERVICE_NAME, args.log_level, args.log_format)
-    get_logger(__name__).info(
-        "starting",
-        target=args.target,
-        once=args.once,
-        config=service.config.model_dump(mode="json"),
-    )
     return asyncio.run(serve(service, signals, once=args.once))
 
 
@@ -117,6 +113,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"bigbrotr: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
         return EXIT_INTERRUPTED
     return code

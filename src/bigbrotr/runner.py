@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import NoReturn
 
 from pydantic import ValidationError
 
@@ -83,6 +84,8 @@ class Target:
             raise UsageError(f"config file not found: {path}") from None
         except IsADirectoryError:
             raise UsageError(f"config path is a directory, not a file: {path}") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
         except ConfigFileError as exc:
             raise UsageError(str(exc)) from None
         except ValidationError as exc:
@@ -127,7 +130,7 @@ def resolve_target(target: str) -> Target:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
+    except (ImportError, TypeError, ValueError) as exc:  # TypeError: a relative name
         raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, BaseService)):
@@ -136,10 +139,13 @@ def resolve_target(target: str) -> Target:
 
 
 class ShutdownSignals:
-    """SIGINT/SIGTERM policy: the first asks for a graceful stop, the second stops at once.
+    """SIGINT/SIGTERM policy: the first asks for a graceful stop, the second exits at once.
 
-    Installed before anything else starts, so a signal during start-up is
-    remembered and honoured as soon as the service exists.
+    ``install`` catches signals from before anything starts until the process
+    ends; while the loop runs they go through it. A signal during start-up is
+    remembered and honoured as soon as the service exists. The second signal
+    exits with 130 on the spot: a cycle blocked in a thread (which asyncio
+    would wait for) cannot hold the process.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -147,43 +153,48 @@ class ShutdownSignals:
     def __init__(self) -> None:
         self.received = 0
         self._service: BaseService[BaseServiceConfig] | None = None
-        self._task: asyncio.Task[Any] | None = None
 
     def install(self) -> None:
-        """Catch signals synchronously until ``attach`` moves them onto the loop."""
+        """Catch signals synchronously (outside the loop)."""
         for sig in self.SIGNALS:
-            signal.signal(sig, self._early)
+            signal.signal(sig, self._outside_loop)
 
-    def _early(self, signum: int, frame: FrameType | None) -> None:
-        self.received += 1
-        if self.received > 1:
-            raise KeyboardInterrupt
-
-    def attach(self, service: BaseService[BaseServiceConfig], task: asyncio.Task[Any]) -> None:
-        """Route signals through the running loop to ``service`` and ``task``."""
-        self._service, self._task = service, task
+    def attach(self, service: BaseService[BaseServiceConfig]) -> None:
+        """Route signals through the running loop to ``service``."""
+        self._service = service
         loop = asyncio.get_running_loop()
         for sig in self.SIGNALS:
-            loop.add_signal_handler(sig, self._on_signal, sig)
+            loop.add_signal_handler(sig, self._on_loop, sig)
         if self.received:
             service.request_shutdown()
 
     def detach(self) -> None:
-        """Remove the loop's handlers (before the loop closes)."""
+        """Take the handlers off the loop (before it closes), back to ``install``'s."""
         loop = asyncio.get_running_loop()
         for sig in self.SIGNALS:
             loop.remove_signal_handler(sig)
+        self.install()
 
-    def _on_signal(self, sig: signal.Signals) -> None:
+    def _outside_loop(self, signum: int, frame: FrameType | None) -> None:
         self.received += 1
+        if self.received > 1:
+            self._exit_now()
+
+    def _on_loop(self, sig: signal.Signals) -> None:
+        self.received += 1
+        if self.received > 1:
+            _log.warning("second signal, exiting now", signal=sig.name)
+            self._exit_now()
+        _log.info("shutdown requested, stopping after the current cycle", signal=sig.name)
         assert self._service is not None
-        assert self._task is not None
-        if self.received == 1:
-            _log.info("shutdown requested, stopping after the current cycle", signal=sig.name)
-            self._service.request_shutdown()
-        else:
-            _log.warning("second signal, stopping now", signal=sig.name)
-            self._task.cancel()
+        self._service.request_shutdown()
+
+    @staticmethod
+    def _exit_now() -> NoReturn:
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
 
 
 async def serve(
@@ -192,17 +203,16 @@ async def serve(
     """Run ``service`` until it stops, and return the process exit code.
 
     Continuous mode starts the metrics server (when enabled) and runs
-    ``run_forever()``; ``once`` runs a single cycle without serving.
+    ``run_forever()``; ``once`` runs a single cycle without serving. The
+    resolved config is logged once, when the service starts.
 
     Raises:
         UsageError: If the metrics port cannot be bound.
-        asyncio.CancelledError: After a second signal.
     """
-    task = asyncio.current_task()
-    assert task is not None
-    signals.attach(service, task)
+    signals.attach(service)
     try:
         if once:
+            _log_start(service, once)
             async with service:
                 return EXIT_OK if await service.run_cycle() else EXIT_FAILED
         server = MetricsServer(service.config.metrics)
@@ -211,6 +221,7 @@ async def serve(
         except OSError as exc:
             raise UsageError(exc.strerror or str(exc)) from None
         try:
+            _log_start(service, once)
             if server.url:
                 _log.info("serving metrics", url=server.url)
             async with service:
@@ -221,3 +232,13 @@ async def serve(
         return EXIT_FAILED if failed else EXIT_OK
     finally:
         signals.detach()
+
+
+def _log_start(service: BaseService[BaseServiceConfig], once: bool) -> None:
+    service_class = type(service)
+    _log.info(
+        "starting",
+        target=f"{service_class.__module__}:{service_class.__qualname__}",
+        once=once,
+        config=service.config.model_dump(mode="json"),
+    )

@@ -143,7 +143,7 @@ def load_config(
     """
     data = load_yaml(path)
     try:
-        return config_class(**data)
+        return config_class.model_validate(data)
     except ValidationError as exc:
         raise ConfigFileError(f"{path}: {describe_validation_error(exc)}") from exc
 
@@ -201,7 +201,7 @@ class BaseService(ABC, Generic[ConfigT]):
         Raises:
             pydantic.ValidationError: If a value is invalid or a key unknown.
         """
-        return cls(cast(ConfigT, cls.CONFIG_CLASS(**data)), **kwargs)
+        return cls(cast(ConfigT, cls.CONFIG_CLASS.model_validate(data)), **kwargs)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], **kwargs: Any) -> Self:

@@ -71,12 +71,18 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: If the file does not exist.
-        ConfigFileError: On a syntax error, an unset variable without a
-            default, or a top level that is not a mapping; the message names
-            file and line.
+        ConfigFileError: On text that is not UTF-8, a syntax error, an unset
+            variable without a default, or a top level that is not a mapping;
+            the message names file and line.
+        OSError: If the file cannot be read.
     """
     file = Path(path)
-    text = file.read_text(encoding="utf-8")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(
+            f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from None
     loader = _InterpolatingLoader(text)
     try:
         node = loader.get_single_node()

@@ -20,12 +20,12 @@ if pause_marker := os.environ.get("E2E_IMPORT_PAUSE"):
 class E2EConfig(BaseServiceConfig):
     """What each cycle does, and where it leaves a mark."""
 
-    mode: Literal["ok", "fail", "slow"] = "ok"
+    mode: Literal["ok", "fail", "slow", "thread"] = "ok"
     marker_dir: str = ""
 
 
 class E2EService(BaseService[E2EConfig]):
-    """Succeeds, fails, or hangs, as configured; touches a file per cycle."""
+    """Succeeds, fails, or hangs (on the loop or in a thread); touches a file per cycle."""
 
     SERVICE_NAME = "e2e"
     CONFIG_CLASS = E2EConfig
@@ -41,3 +41,5 @@ class E2EService(BaseService[E2EConfig]):
             raise RuntimeError("always fails")
         if self.config.mode == "slow":
             await asyncio.sleep(60)
+        if self.config.mode == "thread":  # blocked where cancellation cannot reach
+            await asyncio.to_thread(time.sleep, 60)
