@@ -17,7 +17,8 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.utils import floatToGoString
 
-from bigbrotr.core.renderer import FAST_PATH, float_to_go, render
+from bigbrotr.core.fast_path import FAST_PATH, float_to_go
+from bigbrotr.core.renderer import render
 
 
 def text_without_created(registry: CollectorRegistry, escaping: str = "underscores") -> str:

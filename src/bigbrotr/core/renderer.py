@@ -1,50 +1,27 @@
-"""The fast renderer: a registry to exposition text, as prometheus_client writes it.
+"""The renderer: a registry to exposition text, exactly as prometheus_client writes it.
 
-``prometheus_client.generate_latest`` collects every series into ``Sample``
-tuples and label dicts, then formats each label set again on every scrape. That
-costs 11-17 us per series and allocates so many containers that garbage
-collection stalls every thread. This renderer reads prometheus_client's own
-``Counter``, ``Gauge`` and ``Histogram`` objects directly, keeps each child's
-formatted name-and-labels prefix between scrapes (label values never change
-for a child), and so per series only reads a float and formats it. It
-allocates strings, which the garbage collector does not track, and runs as
-plain Python bytecode, which gives up the GIL every switch interval.
-
-Everything else (custom collectors, ``Info``, ``Summary``, ``Enum``, UTF-8
-names, ``dots`` and ``values`` escaping) goes through prometheus_client's own generators, so
-output stays correct. The text format omits ``_created`` series; OpenMetrics
-keeps them.
-
-The fast path reads prometheus_client internals (``_metrics``, ``_value``,
-``_buckets`` ...). ``FAST_PATH`` is False when they are not as expected, and
-everything then goes the generic way; ``tests/test_renderer.py`` fails loudly
-when that happens.
+prometheus_client's own ``Counter``, ``Gauge`` and ``Histogram`` families take
+the fast path (``fast_path.py``); everything else (custom collectors, ``Info``,
+``Summary``, ``Enum``, UTF-8 names, ``dots`` and ``values`` escaping) goes
+through prometheus_client's generators, so output stays correct. Families come
+out in registry order either way. The text format omits ``_created`` series;
+OpenMetrics keeps them.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import math
-import re
-import threading
-import weakref
-from collections.abc import Callable, Sequence
 from typing import Any
 
-import prometheus_client
-from prometheus_client import metrics as client_metrics
-from prometheus_client import values as client_values
 from prometheus_client.exposition import generate_latest as generate_text
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import InfoMetricFamily, Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.registry import Collector, CollectorRegistry
 
-__all__ = ["FAST_PATH", "family_names", "float_to_go", "render"]
+from bigbrotr.core.fast_path import FAST_PATH, plan_for
 
-_LEGACY_METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-_LEGACY_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_SPECIAL_FLOATS = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
+__all__ = ["family_names", "render"]
+
 _TYPE_SUFFIXES = {
     "counter": ("_total", "_created"),
     "summary": ("_sum", "_count", "_created"),
@@ -57,258 +34,9 @@ _CHUNK_LINES = 4096
 _FAST_ESCAPINGS = frozenset((openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8))
 
 
-def float_to_go(value: float) -> str:
-    """Format a sample value exactly as prometheus_client's ``floatToGoString``.
-
-    Short reprs (the common case) return after one length check.
-    """
-    text = repr(float(value))
-    if len(text) < 8:
-        return _SPECIAL_FLOATS.get(text, text)
-    dot = text.find(".")
-    if dot > 6 and text[0] != "-":  # >= 1e6 without an exponent: Go uses one
-        mantissa = f"{text[0]}.{text[1:dot]}{text[dot + 1 :]}".rstrip("0.")
-        return f"{mantissa}e+{dot - 1:02d}"
-    return text
-
-
-def _escape_label_value(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def _escape_help(text: str, openmetrics_format: bool) -> str:
-    text = text.replace("\\", r"\\").replace("\n", r"\n")
-    return text.replace('"', r"\"") if openmetrics_format else text
-
-
 def family_names(name: str, kind: str) -> frozenset[str]:
     """The names a family answers to in ``name[]``: its own, and its sample names."""
     return frozenset((name, *(name + suffix for suffix in _TYPE_SUFFIXES.get(kind, ()))))
-
-
-class _Plan:
-    """How to render one Counter, Gauge or Histogram, with its children's prefixes."""
-
-    __slots__ = (
-        "cache",
-        "has_sum",
-        "help",
-        "kind",
-        "labelnames",
-        "lock",
-        "name",
-        "names",
-        "unit",
-        "upper_bounds",
-    )
-
-    def __init__(self, metric: Any) -> None:
-        self.name: str = metric._name
-        self.kind: str = metric._type
-        self.help: str = metric._documentation
-        self.unit: str = metric._unit
-        self.labelnames: tuple[str, ...] = tuple(metric._labelnames)
-        self.names = family_names(self.name, self.kind)
-        bounds: list[float] = getattr(metric, "_upper_bounds", [])
-        self.upper_bounds: tuple[str, ...] = tuple(float_to_go(bound) for bound in bounds)
-        self.has_sum = bool(bounds) and bounds[0] >= 0  # as prometheus_client decides
-        self.cache = _Cache()
-        self.lock = threading.Lock()
-
-    def header(self, openmetrics_format: bool) -> str:
-        doc = _escape_help(self.help, openmetrics_format)
-        if openmetrics_format:
-            unit = f"# UNIT {self.name} {self.unit}\n" if self.unit else ""
-            return f"# HELP {self.name} {doc}\n# TYPE {self.name} {self.kind}\n{unit}"
-        name = self.name + "_total" if self.kind == "counter" else self.name
-        return f"# HELP {name} {doc}\n# TYPE {name} {self.kind}\n"
-
-    def _labels(self, values: Sequence[str], extra: tuple[str, str] | None = None) -> str:
-        pairs = list(zip(self.labelnames, values, strict=True))
-        if extra:
-            pairs.append(extra)
-        if not pairs:
-            return ""
-        body = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(pairs))
-        return "{" + body + "}"
-
-    def child_prefixes(self, child: Any) -> tuple[str, ...]:
-        """Every ``name{labels} `` this child's lines start with, built once per child."""
-        values = child._labelvalues
-        plain = self._labels(values)
-        name = self.name
-        if self.kind == "counter":
-            return (f"{name}_total{plain} ", f"{name}_created{plain} ")
-        if self.kind == "gauge":
-            return (f"{name}{plain} ",)
-        buckets = tuple(
-            f"{name}_bucket{self._labels(values, ('le', le))} " for le in self.upper_bounds
-        )
-        return (*buckets, f"{name}_count{plain} ", f"{name}_sum{plain} ", f"{name}_created{plain} ")
-
-    def children(self, metric: Any) -> list[Any]:
-        if not self.labelnames:
-            return [metric]
-        with metric._lock:
-            return list(metric._metrics.values())
-
-
-def _exemplar(value: Any) -> str:
-    exemplar = value._exemplar
-    if exemplar is None:
-        return ""
-    labels = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(exemplar.labels.items()))
-    text = f" # {{{labels}}} {float_to_go(exemplar.value)}"
-    return text if exemplar.timestamp is None else f"{text} {exemplar.timestamp}"
-
-
-class _Cache:
-    """Each child's prefixes and last rendered lines, with the values they show.
-
-    A line is reused while the value object it was made from is still the one
-    in the child (``is``, not ``==``: every update stores a new float, and
-    ``-0.0 == 0.0`` would reuse the wrong text). Idle series, the majority in
-    large registries, then cost one dict lookup. Entries are tuples of floats
-    and strings, which the garbage collector stops tracking after one look, so
-    a large cache does not make full collections slower.
-
-    Attributes:
-        lines: child -> (value object, or a histogram's ``_sum`` and bucket
-            value objects; its text; prefixes).
-        blocks_om: histogram child -> (those value objects, OpenMetrics block,
-            exemplars).
-        created: child -> (``_created`` object, its line).
-    """
-
-    def __init__(self) -> None:
-        self.lines: dict[Any, tuple[Any, str, tuple[str, ...]]] = {}
-        self.blocks_om: dict[Any, tuple[Any, str, tuple[Any, ...]]] = {}
-        self.created: dict[Any, tuple[Any, str]] = {}
-        self.with_created = client_metrics._use_created
-
-    def keep_only(self, children: list[Any]) -> None:
-        """Forget children whose label sets were removed."""
-        self.lines = {c: self.lines[c] for c in children if c in self.lines}
-        self.blocks_om = {c: self.blocks_om[c] for c in children if c in self.blocks_om}
-        self.created = {c: self.created[c] for c in children if c in self.created}
-
-    def created_line(self, child: Any, prefixes: tuple[str, ...]) -> str:
-        created = child._created
-        entry = self.created.get(child)
-        if entry is None or entry[0] is not created:
-            entry = self.created[child] = (created, f"{prefixes[-1]}{float_to_go(created)}\n")
-        return entry[1]
-
-
-def _histogram_block(
-    plan: _Plan, child: Any, prefixes: tuple[str, ...], om: bool, created: bool
-) -> str:
-    """All lines of one histogram child; reused until an observation changes ``_sum``."""
-    cache = plan.cache
-    buckets = child._buckets
-    total = child._sum._value
-    # observe() updates _sum, then a bucket, then maybe its exemplar, with no
-    # common lock: the key holds all of them, so a render between two of those
-    # steps is not kept once the observation completes.
-    key = (total, *(bucket._value for bucket in buckets))
-    exemplars: tuple[Any, ...] = ()
-    if om:
-        exemplars = tuple(bucket._exemplar for bucket in buckets)
-        cached = cache.blocks_om.get(child)
-        if cached is not None and _same(cached[0], key) and cached[2] == exemplars:
-            return cached[1]
-    else:
-        entry = cache.lines[child]
-        if entry[0] is not None and _same(entry[0], key):
-            return entry[1]
-    fmt = float_to_go
-    lines = []
-    acc = 0.0
-    for index, bucket in enumerate(buckets):
-        acc += bucket._value
-        ex = _exemplar(bucket) if om else ""
-        lines.append(f"{prefixes[index]}{fmt(acc)}{ex}\n")
-    count = len(buckets)
-    lines.append(f"{prefixes[count]}{fmt(acc)}\n")
-    if plan.has_sum:
-        lines.append(f"{prefixes[count + 1]}{fmt(total)}\n")
-    if created:
-        lines.append(cache.created_line(child, prefixes))
-    block = "".join(lines)
-    if om:
-        cache.blocks_om[child] = (key, block, exemplars)
-    else:
-        cache.lines[child] = (key, block, prefixes)
-    return block
-
-
-def _same(cached: tuple[Any, ...], current: tuple[Any, ...]) -> bool:
-    """Whether two value tuples hold the very same objects (``is``, see ``_Cache``)."""
-    return all(a is b for a, b in zip(cached, current, strict=True))
-
-
-def _render_plan(plan: _Plan, metric: Any, om: bool, out: list[str]) -> None:
-    """Append ``plan``'s lines to ``out``: the per-series loop of the fast path."""
-    created = om and client_metrics._use_created
-    if plan.cache.with_created is not client_metrics._use_created:
-        plan.cache = _Cache()
-    cache = plan.cache
-    children = plan.children(metric)
-    if len(cache.lines) > len(children):
-        cache.keep_only(children)
-    lines = cache.lines
-    fmt = float_to_go
-    append = out.append
-    kind = plan.kind
-    for child in children:
-        entry = lines.get(child)
-        if entry is None:
-            entry = lines[child] = (None, "", plan.child_prefixes(child))
-        if kind == "histogram":
-            append(_histogram_block(plan, child, entry[2], om, created))
-            continue
-        if kind == "gauge" and "_child_samples" in child.__dict__:  # set_function()
-            append(f"{entry[2][0]}{fmt(child._child_samples()[0].value)}\n")
-            continue
-        value = child._value
-        number = value._value
-        if number is not entry[0]:
-            entry = lines[child] = (number, f"{entry[2][0]}{fmt(number)}\n", entry[2])
-        if om and kind == "counter" and value._exemplar is not None:
-            append(f"{entry[2][0]}{fmt(number)}{_exemplar(value)}\n")
-        else:
-            append(entry[1])
-        if created and kind == "counter":
-            append(cache.created_line(child, entry[2]))
-
-
-_FAST_TYPES: tuple[type, ...] = (
-    prometheus_client.Counter,
-    prometheus_client.Gauge,
-    prometheus_client.Histogram,
-)
-_plans: weakref.WeakKeyDictionary[Any, _Plan | None] = weakref.WeakKeyDictionary()
-_plans_lock = threading.Lock()
-
-
-def _plan_for(collector: Any) -> _Plan | None:
-    """The fast-path plan for ``collector``, or None if it must go the generic way."""
-    with _plans_lock:
-        try:
-            return _plans[collector]
-        except (KeyError, TypeError):  # TypeError: not weak-referenceable, so not ours
-            pass
-        plan: _Plan | None = None
-        if (
-            FAST_PATH
-            and type(collector) in _FAST_TYPES
-            and _LEGACY_METRIC.match(collector._name)
-            and all(_LEGACY_LABEL.match(label) for label in collector._labelnames)
-        ):
-            plan = _Plan(collector)
-        with contextlib.suppress(TypeError):
-            _plans[collector] = plan
-        return plan
 
 
 class _Families:
@@ -351,9 +79,7 @@ def _collectors(registry: Collector) -> tuple[list[Any], list[Metric]]:
     target = registry.get_target_info()
     if not target:
         return collectors, []
-    return collectors, [
-        prometheus_client.metrics_core.InfoMetricFamily("target", "Target metadata", value=target)
-    ]
+    return collectors, [InfoMetricFamily("target", "Target metadata", value=target)]
 
 
 def render(
@@ -397,19 +123,18 @@ def render(
             generic.clear()
 
     for collector in collectors:
-        plan = _plan_for(collector) if fast_ok else None
+        plan = plan_for(collector) if fast_ok else None
         if plan is None:
             for family in collector.collect():
                 if names is None or not names.isdisjoint(family_names(family.name, family.type)):
                     flush_lines()
                     generic.append(family)
             continue
-        if names is not None and names.isdisjoint(plan.names):
+        if names is not None and names.isdisjoint(family_names(plan.name, plan.kind)):
             continue
         flush_generic()
         lines.append(plan.header(om))
-        with plan.lock:  # renders from other threads share the plan's cache
-            _render_plan(plan, collector, om, lines)
+        plan.render(collector, om, lines)
         if len(lines) > _CHUNK_LINES:
             flush_lines()
     flush_lines()
@@ -417,39 +142,3 @@ def render(
     if om:
         chunks.append(b"# EOF\n")
     return b"".join(chunks)
-
-
-def _probe_internals() -> bool:
-    """Whether prometheus_client's objects still look as the fast path reads them."""
-    registry = CollectorRegistry()
-    try:
-        labelled = prometheus_client.Counter("probe", "p", ["l"], registry=registry)
-        child = labelled.labels("v")
-        child.inc(2)
-        histogram = prometheus_client.Histogram("probe_h", "p", registry=registry, buckets=(1,))
-        histogram.observe(0.5)
-        gauge = prometheus_client.Gauge("probe_g", "p", registry=registry)
-        checks: list[Callable[[], bool]] = [
-            lambda: list(registry._collector_to_names)[:1] == [labelled],
-            lambda: isinstance(registry._lock, type(threading.Lock())),
-            lambda: list(labelled._metrics.values()) == [child],
-            lambda: child._labelvalues == ("v",) and labelled._labelnames == ("l",),
-            lambda: client_values.ValueClass is client_values.MutexValue,
-            lambda: child._value._value == 2.0 and child._value._exemplar is None,
-            lambda: (
-                isinstance(child._created, float) and isinstance(client_metrics._use_created, bool)
-            ),
-            lambda: [b._value for b in histogram._buckets] == [1.0, 0.0],
-            lambda: histogram._upper_bounds == [1.0, math.inf] and histogram._sum._value == 0.5,
-            lambda: gauge._value._value == 0.0 and "_child_samples" not in gauge.__dict__,
-            lambda: (
-                (labelled._name, labelled._type, labelled._documentation, labelled._unit)
-                == ("probe", "counter", "p", "")
-            ),
-        ]
-        return all(check() for check in checks)
-    except (AttributeError, TypeError, ValueError):
-        return False
-
-
-FAST_PATH: bool = _probe_internals()
