@@ -74,32 +74,24 @@ async def test_a_run_gets_the_options_of_all_its_callers(executor: DaemonThreadE
     assert job.options == [frozenset({1}), frozenset({2, 3})]
 
 
-async def test_a_caller_never_gets_a_run_that_started_before_it(
-    executor: DaemonThreadExecutor,
+@pytest.mark.parametrize(
+    ("first_key", "second_key", "results"),
+    [("k", "k", ("k:1", "k:2")), ("a", "b", ("a:1", "b:2"))],
+    ids=["same key: not handed the older run", "other key: own run"],
+)
+async def test_a_caller_arriving_mid_run_gets_a_later_run(
+    executor: DaemonThreadExecutor, first_key: str, second_key: str, results: tuple[str, str]
 ) -> None:
-    """A caller arriving mid-run is not handed that run's (older) result."""
+    """A caller arriving during a run gets a run that starts after it, whatever its key."""
     job = GatedJob()
     coalescer = Coalescer(job, executor)
-    first = asyncio.create_task(coalescer.get("k", 0))
+    first = asyncio.create_task(coalescer.get(first_key, 0))
     await job.wait_started()
-    second = asyncio.create_task(coalescer.get("k", 0))
+    second = asyncio.create_task(coalescer.get(second_key, 0))
     job.release(1)
     await job.wait_started()
     job.release(2)
-    assert (await first, await second) == ("k:1", "k:2")
-
-
-async def test_keys_do_not_share(executor: DaemonThreadExecutor) -> None:
-    """Different keys get their own runs."""
-    job = GatedJob()
-    coalescer = Coalescer(job, executor)
-    a = asyncio.create_task(coalescer.get("a", 0))
-    await job.wait_started()
-    b = asyncio.create_task(coalescer.get("b", 0))
-    job.release(1)
-    await job.wait_started()
-    job.release(2)
-    assert (await a, await b) == ("a:1", "b:2")
+    assert (await first, await second) == results
 
 
 async def test_failure_reaches_every_waiter_and_the_next_run_is_fresh(

@@ -6,7 +6,7 @@ import json
 import socket
 import subprocess
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +226,22 @@ class BrokenCollector:
         raise RuntimeError("upstream\nunavailable")
 
 
+@pytest.fixture
+def gated_registry() -> Iterator[tuple[CollectorRegistry, GatedCollector]]:
+    """A registry holding a GatedCollector, released at teardown whatever happened."""
+    registry = CollectorRegistry()
+    gated = GatedCollector()
+    registry.register(gated)
+    yield registry, gated
+    gated.gate.set()
+
+
+async def render_started(gated: GatedCollector) -> None:
+    """Wait until a render is blocked inside the gated collector."""
+    while gated.calls == 0:
+        await asyncio.sleep(0.01)
+
+
 @contextlib.asynccontextmanager
 async def serving(registry: CollectorRegistry, **config: Any) -> AsyncIterator[MetricsServer]:
     server = MetricsServer(MetricsConfig(enabled=True, port=0, **config), registry)
@@ -308,17 +324,16 @@ async def test_head_returns_headers_only(http: aiohttp.ClientSession) -> None:
             assert await response.read() == b""
 
 
-async def test_renders_off_the_event_loop_and_coalesces(http: aiohttp.ClientSession) -> None:
+async def test_renders_off_the_event_loop_and_coalesces(
+    http: aiohttp.ClientSession, gated_registry: tuple[CollectorRegistry, GatedCollector]
+) -> None:
     """Collectors run off the loop; 8 concurrent scrapes, gzip or not, cost at most two renders."""
-    registry = CollectorRegistry()
-    gated = GatedCollector()
-    registry.register(gated)
+    registry, gated = gated_registry
     async with serving(registry) as server:
         assert server.url is not None
         url = server.url
         first = asyncio.create_task(http.get(url))
-        while gated.calls == 0:
-            await asyncio.sleep(0.01)
+        await render_started(gated)
         encodings = ["gzip", "identity"] * 4
         others = [
             asyncio.create_task(http.get(url, headers={"Accept-Encoding": encoding}))
@@ -340,16 +355,15 @@ async def test_renders_off_the_event_loop_and_coalesces(http: aiohttp.ClientSess
     assert {thread.name for thread in gated.threads} - {"MainThread"} == {"bigbrotr-render"}
 
 
-async def test_in_flight_limit_gives_503(http: aiohttp.ClientSession) -> None:
+async def test_in_flight_limit_gives_503(
+    http: aiohttp.ClientSession, gated_registry: tuple[CollectorRegistry, GatedCollector]
+) -> None:
     """Over max_requests_in_flight, a scrape gets 503 with a one-line reason, and is counted."""
-    registry = CollectorRegistry()
-    gated = GatedCollector()
-    registry.register(gated)
+    registry, gated = gated_registry
     async with serving(registry, max_requests_in_flight=1) as server:
         assert server.url is not None
         first = asyncio.create_task(http.get(server.url))
-        while gated.calls == 0:
-            await asyncio.sleep(0.01)
+        await render_started(gated)
         assert registry.get_sample_value("metrics_handler_requests_in_flight") == 1
         async with http.get(server.url) as response:
             assert response.status == 503
@@ -363,19 +377,17 @@ async def test_in_flight_limit_gives_503(http: aiohttp.ClientSession) -> None:
         assert registry.get_sample_value("metrics_handler_requests_in_flight") == 0
 
 
-async def test_render_timeout_gives_503(http: aiohttp.ClientSession) -> None:
+async def test_render_timeout_gives_503(
+    http: aiohttp.ClientSession, gated_registry: tuple[CollectorRegistry, GatedCollector]
+) -> None:
     """A render slower than render_timeout answers 503, and the server recovers."""
-    registry = CollectorRegistry()
-    gated = GatedCollector()
-    registry.register(gated)
+    registry, gated = gated_registry
     async with serving(registry, render_timeout=0.2) as server:
         assert server.url is not None
-        try:
-            async with http.get(server.url) as response:
-                assert response.status == 503
-                assert await response.text() == "rendering took longer than render_timeout=0.2s\n"
-        finally:
-            gated.gate.set()
+        async with http.get(server.url) as response:
+            assert response.status == 503
+            assert await response.text() == "rendering took longer than render_timeout=0.2s\n"
+        gated.gate.set()
         async with http.get(server.url) as response:
             assert response.status == 200
             assert "gated_value 1.0" in await response.text()
