@@ -37,6 +37,8 @@ __all__ = ["FAST_PATH", "FamilyPlan", "float_to_go", "plan_for"]
 _LEGACY_METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LEGACY_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _SPECIAL_FLOATS = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
+#: Not ``child.__dict__``: reading it would give every child a real, GC-tracked dict.
+_GAUGE_SAMPLES = prometheus_client.Gauge._child_samples
 
 
 def float_to_go(value: float) -> str:
@@ -150,49 +152,51 @@ class _Cache:
     A line is reused while the value object it was made from is still the one
     in the child (``is``, not ``==``: every update stores a new float, and
     ``-0.0 == 0.0`` would reuse the wrong text). Idle series, the majority in
-    large registries, then cost one dict lookup. Entries are tuples of floats
-    and strings, which the garbage collector stops tracking after one look, so
-    a large cache does not make full collections slower.
+    large registries, then cost one dict lookup. Every entry is a tuple of
+    floats and strings, which the garbage collector stops tracking at its first
+    look, so even the first render of a large registry (which fills the cache)
+    does not set off a full collection that would stall the service's thread.
 
     Attributes:
-        lines: child -> (value object, or a histogram's ``_sum`` and bucket
-            value objects; its text; prefixes).
+        prefixes: child -> the ``name{labels} `` each of its lines starts with.
+        lines: child -> (value object, its line); for a histogram, (its
+            ``_sum`` and bucket value objects, its text-format block).
         blocks_om: histogram child -> (those value objects, OpenMetrics block,
-            exemplars).
+            bucket exemplars).
         created: child -> (``_created`` object, its line).
     """
 
     def __init__(self) -> None:
-        self.lines: dict[Any, tuple[Any, str, tuple[str, ...]]] = {}
-        self.blocks_om: dict[Any, tuple[Any, str, tuple[Any, ...]]] = {}
+        self.prefixes: dict[Any, tuple[str, ...]] = {}
+        self.lines: dict[Any, tuple[Any, str]] = {}
+        self.blocks_om: dict[Any, tuple[tuple[Any, ...], str, tuple[Any, ...]]] = {}
         self.created: dict[Any, tuple[Any, str]] = {}
         self.with_created = client_metrics._use_created
 
     def keep_only(self, children: list[Any]) -> None:
         """Forget children whose label sets were removed."""
+        self.prefixes = {c: self.prefixes[c] for c in children if c in self.prefixes}
         self.lines = {c: self.lines[c] for c in children if c in self.lines}
         self.blocks_om = {c: self.blocks_om[c] for c in children if c in self.blocks_om}
         self.created = {c: self.created[c] for c in children if c in self.created}
 
-    def created_line(self, child: Any, prefixes: tuple[str, ...]) -> str:
+    def created_line(self, child: Any) -> str:
         created = child._created
         entry = self.created.get(child)
         if entry is None or entry[0] is not created:
-            entry = self.created[child] = (created, f"{prefixes[-1]}{float_to_go(created)}\n")
+            line = f"{self.prefixes[child][-1]}{float_to_go(created)}\n"
+            entry = self.created[child] = (created, line)
         return entry[1]
 
 
-def _histogram_block(
-    plan: FamilyPlan, child: Any, prefixes: tuple[str, ...], om: bool, created: bool
-) -> str:
-    """All lines of one histogram child; reused until an observation changes ``_sum``."""
+def _histogram_block(plan: FamilyPlan, child: Any, om: bool, created: bool) -> str:
+    """All lines of one histogram child; reused until an observation changes them."""
     cache = plan.cache
     buckets = child._buckets
-    total = child._sum._value
     # observe() updates _sum, then a bucket, then maybe its exemplar, with no
     # common lock: the key holds all of them, so a render between two of those
     # steps is not kept once the observation completes.
-    key = (total, *(bucket._value for bucket in buckets))
+    key = (child._sum._value, *(bucket._value for bucket in buckets))
     exemplars: tuple[Any, ...] = ()
     if om:
         exemplars = tuple(bucket._exemplar for bucket in buckets)
@@ -200,9 +204,10 @@ def _histogram_block(
         if cached is not None and _same(cached[0], key) and cached[2] == exemplars:
             return cached[1]
     else:
-        entry = cache.lines[child]
-        if entry[0] is not None and _same(entry[0], key):
+        entry = cache.lines.get(child)
+        if entry is not None and _same(entry[0], key):
             return entry[1]
+    prefixes = cache.prefixes[child]
     fmt = float_to_go
     lines = []
     acc = 0.0
@@ -213,14 +218,14 @@ def _histogram_block(
     count = len(buckets)
     lines.append(f"{prefixes[count]}{fmt(acc)}\n")
     if plan.has_sum:
-        lines.append(f"{prefixes[count + 1]}{fmt(total)}\n")
+        lines.append(f"{prefixes[count + 1]}{fmt(key[0])}\n")
     if created:
-        lines.append(cache.created_line(child, prefixes))
+        lines.append(cache.created_line(child))
     block = "".join(lines)
     if om:
         cache.blocks_om[child] = (key, block, exemplars)
     else:
-        cache.lines[child] = (key, block, prefixes)
+        cache.lines[child] = (key, block)
     return block
 
 
@@ -236,32 +241,33 @@ def _render_plan(plan: FamilyPlan, metric: Any, om: bool, out: list[str]) -> Non
         plan.cache = _Cache()
     cache = plan.cache
     children = plan.children(metric)
-    if len(cache.lines) > len(children):
+    if len(cache.prefixes) > len(children):
         cache.keep_only(children)
-    lines = cache.lines
+    prefixes, lines = cache.prefixes, cache.lines
     fmt = float_to_go
     append = out.append
     kind = plan.kind
     for child in children:
-        entry = lines.get(child)
-        if entry is None:
-            entry = lines[child] = (None, "", plan.child_prefixes(child))
+        if child not in prefixes:
+            prefixes[child] = plan.child_prefixes(child)
         if kind == "histogram":
-            append(_histogram_block(plan, child, entry[2], om, created))
+            append(_histogram_block(plan, child, om, created))
             continue
-        if kind == "gauge" and "_child_samples" in child.__dict__:  # set_function()
-            append(f"{entry[2][0]}{fmt(child._child_samples()[0].value)}\n")
+        if kind == "gauge" and child._child_samples.__func__ is not _GAUGE_SAMPLES:
+            # set_function() replaced the value with a callback
+            append(f"{prefixes[child][0]}{fmt(child._child_samples()[0].value)}\n")
             continue
         value = child._value
         number = value._value
-        if number is not entry[0]:
-            entry = lines[child] = (number, f"{entry[2][0]}{fmt(number)}\n", entry[2])
+        entry = lines.get(child)
+        if entry is None or number is not entry[0]:
+            entry = lines[child] = (number, f"{prefixes[child][0]}{fmt(number)}\n")
         if om and kind == "counter" and value._exemplar is not None:
-            append(f"{entry[2][0]}{fmt(number)}{_exemplar(value)}\n")
+            append(f"{prefixes[child][0]}{fmt(number)}{_exemplar(value)}\n")
         else:
             append(entry[1])
         if created and kind == "counter":
-            append(cache.created_line(child, entry[2]))
+            append(cache.created_line(child))
 
 
 _FAST_TYPES: tuple[type, ...] = (
@@ -315,7 +321,8 @@ def _probe_internals() -> bool:
             ),
             lambda: [b._value for b in histogram._buckets] == [1.0, 0.0],
             lambda: histogram._upper_bounds == [1.0, math.inf] and histogram._sum._value == 0.5,
-            lambda: gauge._value._value == 0.0 and "_child_samples" not in gauge.__dict__,
+            lambda: gauge._value._value == 0.0,
+            lambda: getattr(gauge._child_samples, "__func__", None) is _GAUGE_SAMPLES,
             lambda: (
                 (labelled._name, labelled._type, labelled._documentation, labelled._unit)
                 == ("probe", "counter", "p", "")
