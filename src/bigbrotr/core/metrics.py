@@ -228,6 +228,8 @@ class MetricsServer:
 
     async def _handle(self, request: web.Request) -> web.Response:
         assert self._coalescer is not None
+        assert self._handler_metrics is not None
+        in_flight = self._handler_metrics.in_flight
         config = self._config
         if self._in_flight >= config.max_requests_in_flight:
             limit = config.max_requests_in_flight
@@ -237,7 +239,7 @@ class MetricsServer:
         scrape = scrape_request(request.headers.get("Accept"), request.query.getall("name[]", ()))
         gzip_wanted = gzip_accepted(request.headers.get("Accept-Encoding"))
         self._in_flight += 1
-        self._gauge_in_flight(+1)
+        in_flight.inc()
         try:
             rendered = await asyncio.wait_for(
                 self._coalescer.get(scrape, gzip_wanted), config.render_timeout
@@ -254,13 +256,9 @@ class MetricsServer:
             return self._respond(500, reason)
         finally:
             self._in_flight -= 1
-            self._gauge_in_flight(-1)
+            in_flight.dec()
         body, headers = rendered.response(gzip_wanted)
         return self._respond(200, body=body, headers=headers)
-
-    def _gauge_in_flight(self, change: int) -> None:
-        if self._handler_metrics is not None:
-            self._handler_metrics.in_flight.inc(change)
 
     def _respond(
         self,
@@ -269,8 +267,8 @@ class MetricsServer:
         body: bytes = b"",
         headers: dict[str, str] | None = None,
     ) -> web.Response:
-        if self._handler_metrics is not None:
-            self._handler_metrics.requests.labels(str(status)).inc()
+        assert self._handler_metrics is not None
+        self._handler_metrics.requests.labels(str(status)).inc()
         if status != 200:
             return web.Response(status=status, text=reason + "\n")
         return web.Response(body=body, headers=headers)
