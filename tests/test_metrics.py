@@ -283,6 +283,11 @@ async def test_negotiates_openmetrics_and_text(http: aiohttp.ClientSession) -> N
             assert response.headers["Content-Type"] == CONTENT_TYPE_TEXT
             body = await response.text()
         assert "jobs_total" in body and "_created" not in body and "# EOF" not in body
+        utf8 = {"Accept": "text/plain;version=1.0.0;escaping=allow-utf-8"}
+        async with http.get(server.url, headers=utf8) as response:
+            assert response.headers["Content-Type"] == (
+                "text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8"
+            )
 
 
 async def test_gzip_only_when_accepted() -> None:
