@@ -234,8 +234,19 @@ def _same(cached: tuple[Any, ...], current: tuple[Any, ...]) -> bool:
     return all(a is b for a, b in zip(cached, current, strict=True))
 
 
+def _prefixes(plan: FamilyPlan, child: Any) -> tuple[str, ...]:
+    prefixes = plan.cache.prefixes.get(child)
+    if prefixes is None:
+        prefixes = plan.cache.prefixes[child] = plan.child_prefixes(child)
+    return prefixes
+
+
 def _render_plan(plan: FamilyPlan, metric: Any, om: bool, out: list[str]) -> None:
-    """Append ``plan``'s lines to ``out``: the per-series loop of the fast path."""
+    """Append ``plan``'s lines to ``out``: the per-series loops of the fast path.
+
+    Unchanged series cost one dict lookup; the loops are split by kind so that
+    no per-series test is spent on it.
+    """
     created = om and client_metrics._use_created
     if plan.cache.with_created is not client_metrics._use_created:
         plan.cache = _Cache()
@@ -246,27 +257,28 @@ def _render_plan(plan: FamilyPlan, metric: Any, om: bool, out: list[str]) -> Non
     prefixes, lines = cache.prefixes, cache.lines
     fmt = float_to_go
     append = out.append
-    kind = plan.kind
-    for child in children:
-        if child not in prefixes:
-            prefixes[child] = plan.child_prefixes(child)
-        if kind == "histogram":
+    if plan.kind == "histogram":
+        for child in children:
+            _prefixes(plan, child)
             append(_histogram_block(plan, child, om, created))
-            continue
-        if kind == "gauge" and child._child_samples.__func__ is not _GAUGE_SAMPLES:
-            # set_function() replaced the value with a callback
-            append(f"{prefixes[child][0]}{fmt(child._child_samples()[0].value)}\n")
+        return
+    counter = plan.kind == "counter"
+    for child in children:
+        if not counter and child._child_samples.__func__ is not _GAUGE_SAMPLES:
+            # set_function() replaced the gauge's value with a callback
+            append(f"{_prefixes(plan, child)[0]}{fmt(child._child_samples()[0].value)}\n")
             continue
         value = child._value
         number = value._value
         entry = lines.get(child)
         if entry is None or number is not entry[0]:
-            entry = lines[child] = (number, f"{prefixes[child][0]}{fmt(number)}\n")
-        if om and kind == "counter" and value._exemplar is not None:
-            append(f"{prefixes[child][0]}{fmt(number)}{_exemplar(value)}\n")
+            prefix = prefixes.get(child) or _prefixes(plan, child)
+            entry = lines[child] = (number, f"{prefix[0]}{fmt(number)}\n")
+        if counter and om and value._exemplar is not None:
+            append(f"{_prefixes(plan, child)[0]}{fmt(number)}{_exemplar(value)}\n")
         else:
             append(entry[1])
-        if created and kind == "counter":
+        if counter and created:
             append(cache.created_line(child))
 
 
