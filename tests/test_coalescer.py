@@ -146,3 +146,22 @@ def test_daemon_executor_runs_jobs_on_a_daemon_thread() -> None:
     assert threads[0].daemon and threads[0].name == "worker"
     assert threads[0] is not threading.main_thread()
     executor.shutdown()
+
+
+@pytest.mark.parametrize("error", [StopIteration("done"), SystemExit(3)])
+async def test_errors_futures_cannot_carry_become_runtime_errors(
+    executor: DaemonThreadExecutor, error: BaseException
+) -> None:
+    """StopIteration or SystemExit from a job fails its callers with RuntimeError, not a hang."""
+    calls = []
+
+    def job(key: str, options: frozenset[int]) -> str:
+        calls.append(key)
+        if len(calls) == 1:
+            raise error
+        return "fine"
+
+    coalescer: Coalescer[str, int, str] = Coalescer(job, executor)
+    with pytest.raises(RuntimeError, match=type(error).__name__):
+        await asyncio.wait_for(coalescer.get("k", 0), 5)
+    assert await asyncio.wait_for(coalescer.get("k", 0), 5) == "fine"

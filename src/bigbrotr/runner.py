@@ -171,9 +171,9 @@ class ShutdownSignals:
     def detach(self) -> None:
         """Take the handlers off the loop (before it closes), back to ``install``'s."""
         loop = asyncio.get_running_loop()
-        for sig in self.SIGNALS:
+        for sig in self.SIGNALS:  # one at a time: the default disposition lasts one call
             loop.remove_signal_handler(sig)
-        self.install()
+            signal.signal(sig, self._outside_loop)
 
     def _outside_loop(self, signum: int, frame: FrameType | None) -> None:
         self.received += 1
@@ -214,6 +214,9 @@ async def serve(
         if once:
             _log_start(service, once)
             async with service:
+                if not service.is_running:  # a signal came during start-up
+                    _log.info("stopped before the cycle", reason="shutdown requested")
+                    return EXIT_OK
                 return EXIT_OK if await service.run_cycle() else EXIT_FAILED
         server = MetricsServer(service.config.metrics)
         try:

@@ -118,7 +118,8 @@ def test_second_signal_exits_at_once(start_cli: StartCLI, tmp_path: Path, mode: 
     assert cli.logged("second signal, exiting now")
 
 
-def test_signal_during_startup_is_not_lost(start_cli: StartCLI, tmp_path: Path) -> None:
+@pytest.mark.parametrize("once", [False, True], ids=["continuous", "--once"])
+def test_signal_during_startup_is_not_lost(start_cli: StartCLI, tmp_path: Path, once: bool) -> None:
     """A SIGTERM while the service is still being imported stops it before any cycle."""
     marker = tmp_path / "importing"
     cycles = tmp_path / "cycles"
@@ -128,6 +129,7 @@ def test_signal_during_startup_is_not_lost(start_cli: StartCLI, tmp_path: Path) 
         TARGET,
         "--log-format",
         "json",
+        *(["--once"] if once else []),
         config=fast(marker_dir=str(cycles)),
         env={"E2E_IMPORT_PAUSE": str(marker)},
     )
@@ -135,7 +137,7 @@ def test_signal_during_startup_is_not_lost(start_cli: StartCLI, tmp_path: Path) 
     cli.signal(signal.SIGTERM)
     assert cli.wait() == 0
     assert list(cycles.iterdir()) == []
-    assert cli.logged("stopped")
+    assert cli.logged("stopped before the cycle" if once else "stopped")
 
 
 def test_python_dash_m_reports_version() -> None:

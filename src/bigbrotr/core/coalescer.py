@@ -83,13 +83,28 @@ class Coalescer(Generic[KeyT, OptionT, ResultT]):
     ) -> None:
         loop = asyncio.get_running_loop()
         try:
-            work = loop.run_in_executor(self._executor, self._job, key, options)
+            work = loop.run_in_executor(self._executor, self._run_job, key, options)
         except RuntimeError as exc:  # the executor was shut down
             future.set_exception(exc)
             slot.running = slot.queued = None
             del self._slots[key]
             return
         work.add_done_callback(lambda done: self._finish(key, slot, future, done))
+
+    def _run_job(self, key: KeyT, options: frozenset[OptionT]) -> ResultT:
+        """Call the job, turning what asyncio futures cannot carry into RuntimeError.
+
+        A ``StopIteration`` would never reach the waiters (asyncio refuses it),
+        and a ``SystemExit`` from a collector must not end the service.
+        """
+        try:
+            return self._job(key, options)
+        except Exception as exc:
+            if isinstance(exc, StopIteration):
+                raise RuntimeError(f"StopIteration: {exc}") from exc
+            raise
+        except BaseException as exc:
+            raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
 
     def _finish(
         self,

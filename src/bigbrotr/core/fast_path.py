@@ -89,7 +89,7 @@ class FamilyPlan:
         bounds: list[float] = getattr(metric, "_upper_bounds", [])
         self.upper_bounds: tuple[str, ...] = tuple(float_to_go(bound) for bound in bounds)
         self.has_sum = bool(bounds) and bounds[0] >= 0  # as prometheus_client decides
-        self.cache = _Cache()
+        self.cache = _Cache(client_metrics._use_created)
         self.lock = threading.Lock()
 
     def header(self, openmetrics_format: bool) -> str:
@@ -166,12 +166,12 @@ class _Cache:
         created: child -> (``_created`` object, its line).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, with_created: bool) -> None:
         self.prefixes: dict[Any, tuple[str, ...]] = {}
         self.lines: dict[Any, tuple[Any, str]] = {}
         self.blocks_om: dict[Any, tuple[tuple[Any, ...], str, tuple[Any, ...]]] = {}
         self.created: dict[Any, tuple[Any, str]] = {}
-        self.with_created = client_metrics._use_created
+        self.with_created = with_created
 
     def keep_only(self, children: list[Any]) -> None:
         """Forget children whose label sets were removed."""
@@ -247,9 +247,10 @@ def _render_plan(plan: FamilyPlan, metric: Any, om: bool, out: list[str]) -> Non
     Unchanged series cost one dict lookup; the loops are split by kind so that
     no per-series test is spent on it.
     """
-    created = om and client_metrics._use_created
-    if plan.cache.with_created is not client_metrics._use_created:
-        plan.cache = _Cache()
+    use_created = client_metrics._use_created  # read once: another thread may toggle it
+    created = om and use_created
+    if plan.cache.with_created is not use_created:
+        plan.cache = _Cache(use_created)
     cache = plan.cache
     children = plan.children(metric)
     if len(cache.prefixes) > len(children):
