@@ -1,4 +1,5 @@
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,13 @@ def test_config_that_is_not_utf8_is_one_line_exit_2(
     assert code == 2
     reason = "invalid continuation byte at byte 18"  # the é of café, in Latin-1
     assert err.strip() == f"bigbrotr: error: {path}: not UTF-8 text ({reason})"
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["check", "demo"], ["run"]])
+def test_commands_that_do_not_run_leave_signals_alone(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """After check, --version or a usage error, SIGINT and SIGTERM have their defaults back."""
+    run_cli(capsys, *argv)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

@@ -2,30 +2,21 @@
 
 Exit codes: 0 clean stop; 1 failure limit reached (or the ``--once`` cycle
 failed); 2 usage or configuration error, printed as one line; 130 interrupted.
+
+Only the standard library is imported at module level: ``main`` installs the
+signal handlers first and loads the rest after, so start-up is covered.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import yaml
-
 from bigbrotr import __version__
-from bigbrotr.core.logger import LOG_FORMATS, LOG_LEVELS, configure_logging
-from bigbrotr.runner import (
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_USAGE,
-    ShutdownSignals,
-    UsageError,
-    resolve_target,
-    serve,
-)
+from bigbrotr.process import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ShutdownSignals
 
 __all__ = ["main"]
 
@@ -40,6 +31,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from bigbrotr.core.logger import LOG_FORMATS, LOG_LEVELS
+
     parser = _Parser(
         prog="bigbrotr",
         description="Run long-lived async services with Prometheus metrics.",
@@ -84,7 +77,12 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check(args: argparse.Namespace) -> int:
+def _check(args: argparse.Namespace, signals: ShutdownSignals) -> int:
+    import yaml
+
+    from bigbrotr.runner import resolve_target
+
+    signals.restore()  # nothing to stop gracefully: Ctrl-C just interrupts
     target = resolve_target(args.target)
     config = target.load_config(args.config)
     target.build(config)  # what `run` would do next, so `check` fails where `run` would
@@ -92,9 +90,12 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace) -> int:
-    signals = ShutdownSignals()
-    signals.install()
+def _run(args: argparse.Namespace, signals: ShutdownSignals) -> int:
+    import asyncio
+
+    from bigbrotr.core.logger import configure_logging
+    from bigbrotr.runner import resolve_target, serve
+
     target = resolve_target(args.target)
     service = target.build(target.load_config(args.config))
     configure_logging(service.SERVICE_NAME, args.log_level, args.log_format)
@@ -107,12 +108,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     Args:
         argv: Arguments without the program name; ``sys.argv[1:]`` by default.
     """
-    args = _build_parser().parse_args(argv)
+    signals = ShutdownSignals()
+    signals.install()
     try:
-        code: int = args.handler(args)
+        args = _build_parser().parse_args(argv)
+    except SystemExit:  # --help, --version, or a usage error
+        signals.restore()
+        raise
+    from bigbrotr.runner import UsageError
+
+    try:
+        code: int = args.handler(args, signals)
     except UsageError as exc:
         print(f"bigbrotr: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:  # Ctrl-C before the handlers were installed
+    except KeyboardInterrupt:  # Ctrl-C during `check`
         return EXIT_INTERRUPTED
     return code

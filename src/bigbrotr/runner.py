@@ -7,17 +7,12 @@ prints and turns into exit code 2.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import logging
 import os
-import signal
 import sys
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from types import FrameType
-from typing import NoReturn
 
 from pydantic import ValidationError
 
@@ -30,24 +25,16 @@ from bigbrotr.core.base_service import (
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics import MetricsServer
 from bigbrotr.core.yaml import ConfigFileError
+from bigbrotr.process import EXIT_FAILED, EXIT_OK, ShutdownSignals
 
 __all__ = [
     "BUNDLED_SERVICES",
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "ShutdownSignals",
     "Target",
     "UsageError",
     "resolve_target",
     "serve",
 ]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 #: Bundled service name -> (import target, default YAML shipped beside it).
 BUNDLED_SERVICES: dict[str, tuple[str, str]] = {
@@ -136,65 +123,6 @@ def resolve_target(target: str) -> Target:
     if not (isinstance(cls, type) and issubclass(cls, BaseService)):
         raise UsageError(f"{target!r} is not a BaseService subclass")
     return Target(cls, default_config)
-
-
-class ShutdownSignals:
-    """SIGINT/SIGTERM policy: the first asks for a graceful stop, the second exits at once.
-
-    ``install`` catches signals from before anything starts until the process
-    ends; while the loop runs they go through it. A signal during start-up is
-    remembered and honoured as soon as the service exists. The second signal
-    exits with 130 on the spot: a cycle blocked in a thread (which asyncio
-    would wait for) cannot hold the process.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received = 0
-        self._service: BaseService[BaseServiceConfig] | None = None
-
-    def install(self) -> None:
-        """Catch signals synchronously (outside the loop)."""
-        for sig in self.SIGNALS:
-            signal.signal(sig, self._outside_loop)
-
-    def attach(self, service: BaseService[BaseServiceConfig]) -> None:
-        """Route signals through the running loop to ``service``."""
-        self._service = service
-        loop = asyncio.get_running_loop()
-        for sig in self.SIGNALS:
-            loop.add_signal_handler(sig, self._on_loop, sig)
-        if self.received:
-            service.request_shutdown()
-
-    def detach(self) -> None:
-        """Take the handlers off the loop (before it closes), back to ``install``'s."""
-        loop = asyncio.get_running_loop()
-        for sig in self.SIGNALS:  # one at a time: the default disposition lasts one call
-            loop.remove_signal_handler(sig)
-            signal.signal(sig, self._outside_loop)
-
-    def _outside_loop(self, signum: int, frame: FrameType | None) -> None:
-        self.received += 1
-        if self.received > 1:
-            self._exit_now()
-
-    def _on_loop(self, sig: signal.Signals) -> None:
-        self.received += 1
-        if self.received > 1:
-            _log.warning("second signal, exiting now", signal=sig.name)
-            self._exit_now()
-        _log.info("shutdown requested, stopping after the current cycle", signal=sig.name)
-        assert self._service is not None
-        self._service.request_shutdown()
-
-    @staticmethod
-    def _exit_now() -> NoReturn:
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
 
 
 async def serve(
