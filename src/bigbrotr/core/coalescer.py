@@ -99,11 +99,9 @@ class Coalescer(Generic[KeyT, OptionT, ResultT]):
         """
         try:
             return self._job(key, options)
-        except Exception as exc:
-            if isinstance(exc, StopIteration):
-                raise RuntimeError(f"StopIteration: {exc}") from exc
-            raise
         except BaseException as exc:
+            if isinstance(exc, Exception) and not isinstance(exc, StopIteration):
+                raise
             raise RuntimeError(f"{type(exc).__name__}: {exc}") from exc
 
     def _finish(

@@ -8,7 +8,7 @@ thread.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client.openmetrics import exposition as openmetrics
@@ -56,37 +56,39 @@ class Format:
 TEXT_0_0_4 = Format(False, openmetrics.UNDERSCORES, CONTENT_TYPE_TEXT)
 
 
-def _params(parts: list[str]) -> dict[str, str]:
-    params = {}
-    for part in parts:
-        key, sep, value = part.partition("=")
-        if sep:
-            params[key.strip().lower()] = value.strip().strip('"')
-    return params
+def _entries(header: str | None) -> Iterator[tuple[str, dict[str, str], float]]:
+    """Each entry of an ``Accept``-style header: (lowercased name, parameters, q).
+
+    Entries whose q is not a number are skipped, as if absent.
+    """
+    for entry in (header or "").split(","):
+        name, *parts = entry.split(";")
+        params = {}
+        for part in parts:
+            key, sep, value = part.partition("=")
+            if sep:
+                params[key.strip().lower()] = value.strip().strip('"')
+        try:
+            quality = float(params.get("q", "1"))
+        except ValueError:
+            continue
+        yield name.strip().lower(), params, quality
 
 
-def _candidate(media_range: str) -> tuple[float, Format | None]:
-    """The q-value of one ``Accept`` entry and the format it selects (None: unsupported)."""
-    media, *rest = media_range.split(";")
-    media = media.strip().lower()
-    params = _params(rest)
-    try:
-        quality = float(params.get("q", "1"))
-    except ValueError:
-        return 0.0, None
+def _format_for(media: str, params: dict[str, str]) -> Format | None:
+    """The format one ``Accept`` entry selects, or None if we cannot write it."""
     escaping = params.get("escaping", openmetrics.UNDERSCORES)
     if escaping not in _ESCAPINGS:
         escaping = openmetrics.UNDERSCORES
     version = params.get("version")
     suffix = "" if escaping == openmetrics.UNDERSCORES else f"; escaping={escaping}"
     if media == "application/openmetrics-text" and version in (None, "1.0.0", "0.0.1"):
-        return quality, Format(True, escaping, CONTENT_TYPE_OPENMETRICS + suffix)
+        return Format(True, escaping, CONTENT_TYPE_OPENMETRICS + suffix)
     if media == "text/plain" and version == "1.0.0":
-        content_type = "text/plain; version=1.0.0; charset=utf-8" + suffix
-        return quality, Format(False, escaping, content_type)
+        return Format(False, escaping, "text/plain; version=1.0.0; charset=utf-8" + suffix)
     if media in ("text/plain", "text/*", "*/*") and version in (None, "0.0.4"):
-        return quality, TEXT_0_0_4
-    return quality, None
+        return TEXT_0_0_4
+    return None
 
 
 def negotiate(accept: str | None) -> Format:
@@ -98,8 +100,8 @@ def negotiate(accept: str | None) -> Format:
     With no header, nothing acceptable, or a malformed header: text 0.0.4.
     """
     best: tuple[float, Format] | None = None
-    for media_range in (accept or "").split(","):
-        quality, chosen = _candidate(media_range)
+    for media, params, quality in _entries(accept):
+        chosen = _format_for(media, params)
         if chosen is not None and quality > 0 and (best is None or quality > best[0]):
             best = (quality, chosen)
     return best[1] if best else TEXT_0_0_4
@@ -110,13 +112,7 @@ def gzip_accepted(accept_encoding: str | None) -> bool:
 
     An explicit ``gzip`` entry decides; otherwise ``*`` does.
     """
-    qualities: dict[str, float] = {}
-    for coding in (accept_encoding or "").split(","):
-        name, *rest = coding.split(";")
-        try:
-            qualities[name.strip().lower()] = float(_params(rest).get("q", "1"))
-        except ValueError:
-            continue
+    qualities = {coding: quality for coding, _, quality in _entries(accept_encoding)}
     return qualities.get("gzip", qualities.get("*", 0.0)) > 0
 
 

@@ -129,6 +129,13 @@ class FamilyPlan:
         )
         return (*buckets, f"{name}_count{plain} ", f"{name}_sum{plain} ", f"{name}_created{plain} ")
 
+    def prefixes_of(self, child: Any) -> tuple[str, ...]:
+        """``child_prefixes(child)``, from the cache once built."""
+        prefixes = self.cache.prefixes.get(child)
+        if prefixes is None:
+            prefixes = self.cache.prefixes[child] = self.child_prefixes(child)
+        return prefixes
+
     def children(self, metric: Any) -> list[Any]:
         """A snapshot of the metric's children (itself when it has no labels)."""
         if not self.labelnames:
@@ -181,6 +188,7 @@ class _Cache:
         self.created = {c: self.created[c] for c in children if c in self.created}
 
     def created_line(self, child: Any) -> str:
+        """The child's ``_created`` line (its prefixes are cached by then)."""
         created = child._created
         entry = self.created.get(child)
         if entry is None or entry[0] is not created:
@@ -207,7 +215,7 @@ def _histogram_block(plan: FamilyPlan, child: Any, om: bool, created: bool) -> s
         entry = cache.lines.get(child)
         if entry is not None and _same(entry[0], key):
             return entry[1]
-    prefixes = cache.prefixes[child]
+    prefixes = plan.prefixes_of(child)
     fmt = float_to_go
     lines = []
     acc = 0.0
@@ -234,13 +242,6 @@ def _same(cached: tuple[Any, ...], current: tuple[Any, ...]) -> bool:
     return all(a is b for a, b in zip(cached, current, strict=True))
 
 
-def _prefixes(plan: FamilyPlan, child: Any) -> tuple[str, ...]:
-    prefixes = plan.cache.prefixes.get(child)
-    if prefixes is None:
-        prefixes = plan.cache.prefixes[child] = plan.child_prefixes(child)
-    return prefixes
-
-
 def _render_plan(plan: FamilyPlan, metric: Any, om: bool, out: list[str]) -> None:
     """Append ``plan``'s lines to ``out``: the per-series loops of the fast path.
 
@@ -255,28 +256,26 @@ def _render_plan(plan: FamilyPlan, metric: Any, om: bool, out: list[str]) -> Non
     children = plan.children(metric)
     if len(cache.prefixes) > len(children):
         cache.keep_only(children)
-    prefixes, lines = cache.prefixes, cache.lines
+    lines = cache.lines
     fmt = float_to_go
     append = out.append
     if plan.kind == "histogram":
         for child in children:
-            _prefixes(plan, child)
             append(_histogram_block(plan, child, om, created))
         return
     counter = plan.kind == "counter"
     for child in children:
         if not counter and child._child_samples.__func__ is not _GAUGE_SAMPLES:
             # set_function() replaced the gauge's value with a callback
-            append(f"{_prefixes(plan, child)[0]}{fmt(child._child_samples()[0].value)}\n")
+            append(f"{plan.prefixes_of(child)[0]}{fmt(child._child_samples()[0].value)}\n")
             continue
         value = child._value
         number = value._value
         entry = lines.get(child)
         if entry is None or number is not entry[0]:
-            prefix = prefixes.get(child) or _prefixes(plan, child)
-            entry = lines[child] = (number, f"{prefix[0]}{fmt(number)}\n")
+            entry = lines[child] = (number, f"{plan.prefixes_of(child)[0]}{fmt(number)}\n")
         if counter and om and value._exemplar is not None:
-            append(f"{_prefixes(plan, child)[0]}{fmt(number)}{_exemplar(value)}\n")
+            append(f"{plan.prefixes_of(child)[0]}{fmt(number)}{_exemplar(value)}\n")
         else:
             append(entry[1])
         if counter and created:

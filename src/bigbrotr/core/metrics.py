@@ -110,19 +110,19 @@ class _HandlerMetrics:
     )
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
+        requests = Counter(
             "metrics_handler_requests",
             "Scrapes of the metrics endpoint, by HTTP status code.",
             ["code"],
             registry=registry,
         )
+        #: The only codes the handler answers with, each exported at 0 from the start.
+        self.responses = {code: requests.labels(str(code)) for code in (200, 500, 503)}
         self.in_flight = Gauge(
             "metrics_handler_requests_in_flight",
             "Scrapes of the metrics endpoint being served now.",
             registry=registry,
         )
-        for code in ("200", "500", "503"):
-            self.requests.labels(code)
 
     @classmethod
     def of(cls, registry: CollectorRegistry) -> _HandlerMetrics:
@@ -268,7 +268,7 @@ class MetricsServer:
         headers: dict[str, str] | None = None,
     ) -> web.Response:
         assert self._handler_metrics is not None
-        self._handler_metrics.requests.labels(str(status)).inc()
+        self._handler_metrics.responses[status].inc()
         if status != 200:
             return web.Response(status=status, text=reason + "\n")
         return web.Response(body=body, headers=headers)

@@ -59,8 +59,6 @@ def _without_created(family: Metric) -> Metric:
 
 
 def _render_generic(families: list[Metric], om: bool, escaping: str) -> bytes:
-    if not families:
-        return b""
     if om:
         body: bytes = openmetrics.generate_latest(  # type: ignore[no-untyped-call]
             _Families(families), escaping=escaping
@@ -108,8 +106,12 @@ def render(
     om = openmetrics_format
     fast_ok = escaping in _FAST_ESCAPINGS  # others rewrite valid names too
     collectors, leading = _collectors(registry)
+
+    def wanted(name: str, kind: str) -> bool:
+        return names is None or not names.isdisjoint(family_names(name, kind))
+
     chunks: list[bytes] = []
-    generic: list[Metric] = [f for f in leading if names is None or "target_info" in names]
+    generic: list[Metric] = [family for family in leading if wanted(family.name, family.type)]
     lines: list[str] = []
 
     def flush_lines() -> None:
@@ -126,11 +128,11 @@ def render(
         plan = plan_for(collector) if fast_ok else None
         if plan is None:
             for family in collector.collect():
-                if names is None or not names.isdisjoint(family_names(family.name, family.type)):
+                if wanted(family.name, family.type):
                     flush_lines()
                     generic.append(family)
             continue
-        if names is not None and names.isdisjoint(family_names(plan.name, plan.kind)):
+        if not wanted(plan.name, plan.kind):
             continue
         flush_generic()
         lines.append(plan.header(om))
