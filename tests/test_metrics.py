@@ -243,11 +243,13 @@ async def render_started(gated: GatedCollector) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(registry: CollectorRegistry, **config: Any) -> AsyncIterator[MetricsServer]:
+async def serving(registry: CollectorRegistry, **config: Any) -> AsyncIterator[str]:
+    """A started MetricsServer for ``registry`` on a free port; yields its URL."""
     server = MetricsServer(MetricsConfig(enabled=True, port=0, **config), registry)
     await server.start()
+    assert server.url is not None
     try:
-        yield server
+        yield server.url
     finally:
         await server.stop()
 
@@ -272,19 +274,18 @@ async def test_handler_metrics_exported_at_zero_from_start(http: aiohttp.ClientS
 
 async def test_negotiates_openmetrics_and_text(http: aiohttp.ClientSession) -> None:
     """OpenMetrics when asked (with _created and # EOF); text 0.0.4 without _created otherwise."""
-    async with serving(rich_registry()) as server:
-        assert server.url is not None
+    async with serving(rich_registry()) as url:
         accept = {"Accept": "application/openmetrics-text;version=1.0.0"}
-        async with http.get(server.url, headers=accept) as response:
+        async with http.get(url, headers=accept) as response:
             assert response.headers["Content-Type"] == CONTENT_TYPE_OPENMETRICS
             body = await response.text()
         assert body.endswith("# EOF\n") and "jobs_created" in body
-        async with http.get(server.url) as response:
+        async with http.get(url) as response:
             assert response.headers["Content-Type"] == CONTENT_TYPE_TEXT
             body = await response.text()
         assert "jobs_total" in body and "_created" not in body and "# EOF" not in body
         utf8 = {"Accept": "text/plain;version=1.0.0;escaping=allow-utf-8"}
-        async with http.get(server.url, headers=utf8) as response:
+        async with http.get(url, headers=utf8) as response:
             assert response.headers["Content-Type"] == (
                 "text/plain; version=1.0.0; charset=utf-8; escaping=allow-utf-8"
             )
@@ -293,22 +294,21 @@ async def test_negotiates_openmetrics_and_text(http: aiohttp.ClientSession) -> N
 async def test_gzip_only_when_accepted() -> None:
     """Accept-Encoding: gzip gives a gzip body; without it, no Content-Encoding."""
     async with (
-        serving(rich_registry()) as server,
+        serving(rich_registry()) as url,
         aiohttp.ClientSession(auto_decompress=False) as raw,
     ):
-        assert server.url is not None
-        async with raw.get(server.url, headers={"Accept-Encoding": "gzip"}) as response:
+        async with raw.get(url, headers={"Accept-Encoding": "gzip"}) as response:
             assert response.headers["Content-Encoding"] == "gzip"
             assert b"temperature_celsius 21.5" in gzip.decompress(await response.read())
-        async with raw.get(server.url, headers={"Accept-Encoding": "identity"}) as response:
+        async with raw.get(url, headers={"Accept-Encoding": "identity"}) as response:
             assert "Content-Encoding" not in response.headers
             assert b"temperature_celsius 21.5" in await response.read()
 
 
 async def test_name_filter_over_http(http: aiohttp.ClientSession) -> None:
     """?name[]=a&name[]=b returns only those families."""
-    async with serving(rich_registry()) as server:
-        url = f"{server.url}?name[]=jobs_total&name[]=wait_seconds"
+    async with serving(rich_registry()) as url:
+        url = f"{url}?name[]=jobs_total&name[]=wait_seconds"
         async with http.get(url) as response:
             body = await response.text()
     families = [line.split()[2] for line in body.splitlines() if line.startswith("# TYPE")]
@@ -317,12 +317,11 @@ async def test_name_filter_over_http(http: aiohttp.ClientSession) -> None:
 
 async def test_head_returns_headers_only(http: aiohttp.ClientSession) -> None:
     """HEAD gives the GET's status and headers, and no body."""
-    async with serving(rich_registry()) as server:
-        assert server.url is not None
+    async with serving(rich_registry()) as url:
         identity = {"Accept-Encoding": "identity"}
-        async with http.get(server.url, headers=identity) as response:
+        async with http.get(url, headers=identity) as response:
             length = len(await response.read())
-        async with http.head(server.url, headers=identity) as response:
+        async with http.head(url, headers=identity) as response:
             assert response.status == 200
             assert response.headers["Content-Type"] == CONTENT_TYPE_TEXT
             assert int(response.headers["Content-Length"]) == length
@@ -334,9 +333,7 @@ async def test_renders_off_the_event_loop_and_coalesces(
 ) -> None:
     """Collectors run off the loop; 8 concurrent scrapes, gzip or not, cost at most two renders."""
     registry, gated = gated_registry
-    async with serving(registry) as server:
-        assert server.url is not None
-        url = server.url
+    async with serving(registry) as url:
         first = asyncio.create_task(http.get(url))
         await render_started(gated)
         encodings = ["gzip", "identity"] * 4
@@ -365,12 +362,11 @@ async def test_in_flight_limit_gives_503(
 ) -> None:
     """Over max_requests_in_flight, a scrape gets 503 with a one-line reason, and is counted."""
     registry, gated = gated_registry
-    async with serving(registry, max_requests_in_flight=1) as server:
-        assert server.url is not None
-        first = asyncio.create_task(http.get(server.url))
+    async with serving(registry, max_requests_in_flight=1) as url:
+        first = asyncio.create_task(http.get(url))
         await render_started(gated)
         assert registry.get_sample_value("metrics_handler_requests_in_flight") == 1
-        async with http.get(server.url) as response:
+        async with http.get(url) as response:
             assert response.status == 503
             text = await response.text()
         assert text == "too many concurrent scrapes (max_requests_in_flight=1)\n"
@@ -387,13 +383,12 @@ async def test_render_timeout_gives_503(
 ) -> None:
     """A render slower than render_timeout answers 503, and the server recovers."""
     registry, gated = gated_registry
-    async with serving(registry, render_timeout=0.2) as server:
-        assert server.url is not None
-        async with http.get(server.url) as response:
+    async with serving(registry, render_timeout=0.2) as url:
+        async with http.get(url) as response:
             assert response.status == 503
             assert await response.text() == "rendering took longer than render_timeout=0.2s\n"
         gated.gate.set()
-        async with http.get(server.url) as response:
+        async with http.get(url) as response:
             assert response.status == 200
             assert "gated_value 1.0" in await response.text()
 
@@ -405,15 +400,14 @@ async def test_failing_collector_gives_500_logged_once(
     registry = CollectorRegistry()
     broken = BrokenCollector()
     registry.register(broken)
-    async with serving(registry) as server:
-        assert server.url is not None
+    async with serving(registry) as url:
         for _ in range(3):
-            async with http.get(server.url) as response:
+            async with http.get(url) as response:
                 assert response.status == 500
                 text = await response.text()
         assert text == "collecting metrics failed: RuntimeError: upstream unavailable\n"
         registry.unregister(broken)
-        async with http.get(server.url) as response:
+        async with http.get(url) as response:
             assert response.status == 200
     errors = [json.loads(line) for line in log_stream.getvalue().splitlines()]
     errors = [line for line in errors if line["event"] == "scrape failed"]
@@ -423,10 +417,8 @@ async def test_failing_collector_gives_500_logged_once(
 
 async def test_text_output_passes_promtool(http: aiohttp.ClientSession, tmp_path: Path) -> None:
     """Promtool check metrics accepts the text exposition of a mixed registry."""
-    async with serving(rich_registry()) as server:
-        assert server.url is not None
-        async with http.get(server.url) as response:
-            body = await response.read()
+    async with serving(rich_registry()) as url, http.get(url) as response:
+        body = await response.read()
     check = await asyncio.to_thread(
         subprocess.run, ["promtool", "check", "metrics"], input=body, capture_output=True
     )
