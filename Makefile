@@ -2,11 +2,13 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The oldest prometheus-client pyproject.toml allows; the renderer's tests run on it too.
+OLDEST_PROMETHEUS_CLIENT := 0.23.1
+OLDEST := .venv-oldest
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# Debian packages the tests and benchmarks use: promtool/prometheus, wrk.
-DEBIAN_PACKAGES := prometheus wrk
+# Debian packages the tests and benchmarks use: promtool/prometheus, wrk, curl.
 
-.PHONY: demo test lint typecheck unit bench system-deps clean
+.PHONY: demo test lint typecheck unit oldest bench system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +21,16 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+$(OLDEST)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/pip install --quiet -e '.[dev]' 'prometheus-client==$(OLDEST_PROMETHEUS_CLIENT)'
+	touch $@
+
 system-deps:
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \
@@ -42,10 +50,14 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev system-deps
 	$(BIN)/pytest
 
-test: lint typecheck unit
+# The renderer's parity tests again, on the oldest supported prometheus-client.
+oldest: $(OLDEST)/.installed
+	$(OLDEST)/bin/pytest -p no:cacheprovider tests/test_renderer.py tests/test_exposition_http.py
+
+test: lint typecheck unit oldest
 
 bench: $(VENV)/.installed-dev system-deps
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(OLDEST) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -22,7 +22,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from _workload import build_registry, seed_style_app, serve_app
-from bigbrotr.core.metrics import MetricsConfig, MetricsServer
+from bigbrotr.core.metrics import MetricsConfig
+from bigbrotr.core.server import MetricsServer
 
 SERIES = 100_000
 SECONDS = 8.0

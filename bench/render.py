@@ -14,7 +14,7 @@ from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from _workload import build_registry
-from bigbrotr.core.renderer import render
+from bigbrotr.core.exposition import render
 
 REPEATS = {1_000: 20, 10_000: 7, 100_000: 3}
 
@@ -34,12 +34,12 @@ def best_ms(
 def compare(series: int, repeats: int) -> None:
     registry, touch = build_registry(series)
     render(registry)  # the first render builds the per-child prefixes, once per process
-    render(registry, openmetrics_format=True)
+    render(registry, openmetrics=True)
     cases = [
         ("text 0.0.4", lambda: render(registry), lambda: generate_latest(registry)),
         (
             "openmetrics",
-            lambda: render(registry, openmetrics_format=True),
+            lambda: render(registry, openmetrics=True),
             lambda: generate_openmetrics(registry),  # type: ignore[no-untyped-call]
         ),
     ]

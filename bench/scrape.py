@@ -14,7 +14,8 @@ import shutil
 import sys
 
 from _workload import build_registry, seed_style_app, serve_app
-from bigbrotr.core.metrics import MetricsConfig, MetricsServer
+from bigbrotr.core.metrics import MetricsConfig
+from bigbrotr.core.server import MetricsServer
 
 SERIES = 50
 SECONDS = 5

@@ -1,7 +1,12 @@
 import math
+import os
+import subprocess
+import sys
+import textwrap
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +22,7 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.utils import floatToGoString
 
-from bigbrotr.core.fast_path import FAST_PATH, float_to_go
-from bigbrotr.core.renderer import render
+from bigbrotr.core.exposition import fast_path_active, render
 
 
 def text_without_created(registry: CollectorRegistry, escaping: str = "underscores") -> str:
@@ -50,7 +54,7 @@ def assert_parity(registry: CollectorRegistry) -> None:
     ours_text = render(registry).decode()
     assert ours_text == text_without_created(registry)
     assert families(parse_text(ours_text)) == families(parse_text(text_without_created(registry)))
-    ours_om = render(registry, openmetrics_format=True).decode()
+    ours_om = render(registry, openmetrics=True).decode()
     theirs_om = openmetrics.generate_latest(registry).decode()
     assert ours_om == theirs_om
     try:  # prometheus_client's parser refuses some of its own output (NaN or negative
@@ -60,15 +64,19 @@ def assert_parity(registry: CollectorRegistry) -> None:
     assert families(parse_openmetrics(ours_om)) == expected
 
 
-def test_fast_path_matches_this_prometheus_client() -> None:
-    """The internals the fast path reads are present; if this fails, re-pin prometheus-client."""
-    assert FAST_PATH, f"prometheus_client {version('prometheus-client')} changed its internals"
+def test_fast_path_is_active_with_this_prometheus_client() -> None:
+    """The self-check passes, so the parity tests below exercise the fast path."""
+    assert fast_path_active(), (
+        f"prometheus_client {version('prometheus-client')}: self-check failed"
+    )
 
 
 @given(st.floats() | st.integers(min_value=-(10**20), max_value=10**20).map(float))
 def test_float_format_matches_prometheus_client(value: float) -> None:
-    """Value formatting is exactly floatToGoString, for every float."""
-    assert float_to_go(value) == floatToGoString(value)
+    """A gauge's value is written exactly as floatToGoString writes it, for every float."""
+    registry = CollectorRegistry()
+    Gauge("g", "G", registry=registry).set(value)
+    assert render(registry).decode().splitlines()[-1] == f"g {floatToGoString(value)}"
 
 
 label_values = st.text(
@@ -174,7 +182,7 @@ def test_exemplars_units_and_other_types_match() -> None:
     registry.register(Custom())
     Gauge("after_custom", "Order is kept", registry=registry).set(1)
     assert_parity(registry)
-    assert "# UNIT size_bytes bytes" in render(registry, openmetrics_format=True).decode()
+    assert "# UNIT size_bytes bytes" in render(registry, openmetrics=True).decode()
 
 
 def test_created_series_only_in_openmetrics() -> None:
@@ -182,7 +190,7 @@ def test_created_series_only_in_openmetrics() -> None:
     registry = CollectorRegistry()
     Counter("jobs", "J", registry=registry).inc()
     assert "jobs_created" not in render(registry).decode()
-    assert "jobs_created" in render(registry, openmetrics_format=True).decode()
+    assert "jobs_created" in render(registry, openmetrics=True).decode()
 
 
 def test_target_info_and_name_filter() -> None:
@@ -209,7 +217,7 @@ def test_escaping_schemes_match_prometheus_client(escaping: str) -> None:
     Gauge("dotted.name", "D", ["label.with.dots"], registry=registry).labels("v").set(2)
     assert render(registry, escaping=escaping).decode() == text_without_created(registry, escaping)
     assert (
-        render(registry, True, escaping).decode()
+        render(registry, openmetrics=True, escaping=escaping).decode()
         == openmetrics.generate_latest(registry, escaping=escaping).decode()
     )
 
@@ -252,3 +260,137 @@ def test_concurrent_renders_stay_correct() -> None:
         thread.join()
     assert errors == []
     assert_parity(registry)
+
+
+def assert_same_bytes(registry: CollectorRegistry) -> None:
+    """Ours equals prometheus_client's bytes in both formats (for output no parser accepts)."""
+    assert render(registry) == text_without_created(registry).encode()
+    assert render(registry, openmetrics=True) == openmetrics.generate_latest(registry)
+
+
+def test_colons_in_names_match_prometheus_client() -> None:
+    """Recording-rule names (job:rate5m) come out as prometheus_client writes them, : and all."""
+    registry = CollectorRegistry()
+    Counter("job:requests", "C", ["code"], registry=registry).labels("200").inc(3)
+    Gauge("job:rate5m", "G", registry=registry).set(0.5)
+    Histogram("job:latency_seconds", "H", registry=registry, buckets=(1,)).observe(0.2)
+    Gauge("plain", "P", registry=registry).set(1)
+    assert_parity(registry)
+    assert_parity(registry)
+
+
+def test_registry_subclass_collect_is_what_gets_rendered() -> None:
+    """A registry that overrides collect() (filtering and adding) renders what collect() yields."""
+
+    class Filtered(CollectorRegistry):
+        def collect(self) -> Iterator[Metric]:
+            for family in super().collect():
+                if not family.name.startswith("hidden"):
+                    yield family
+            yield GaugeMetricFamily("added_value", "Added by collect()", value=5)
+
+    registry = Filtered()
+    Gauge("hidden_gauge", "H", registry=registry).set(1)
+    Counter("shown", "S", ["k"], registry=registry).labels("a").inc()
+    body = render(registry).decode()
+    assert "hidden_gauge" not in body and "added_value 5.0" in body
+    assert_parity(registry)
+
+
+def test_names_ending_in_a_newline_match_prometheus_client() -> None:
+    """A metric or label name ending in a newline is written exactly as prometheus_client does."""
+    registry = CollectorRegistry()
+    Gauge("trailing\n", "T", registry=registry).set(1)
+    Counter("labelled", "L", ["key\n"], registry=registry).labels("v").inc()
+    Histogram("hist", "H", ["le_x\n"], registry=registry, buckets=(1,)).labels("v").observe(2)
+    assert_same_bytes(registry)
+    assert_same_bytes(registry)
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with ``env`` added to the environment."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_import_and_render_create_nothing_in_multiprocess_mode(tmp_path: Path) -> None:
+    """With PROMETHEUS_MULTIPROC_DIR set, importing and rendering writes no file and no series."""
+    result = run_python(
+        """
+        import bigbrotr, bigbrotr.core.exposition as exposition
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        print(exposition.render(registry, openmetrics=True).decode(), end="")
+        print(exposition.fast_path_active())
+        """,
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("\n# EOF\nFalse\n")  # after one INFO line saying why
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_import_and_self_check_leave_the_default_registry_alone() -> None:
+    """Importing bigbrotr's exposition and running its self-check registers no metric."""
+    result = run_python(
+        """
+        from prometheus_client import REGISTRY
+        before = sorted(REGISTRY._names_to_collectors)
+        import bigbrotr, bigbrotr.core.exposition as exposition
+        assert exposition.fast_path_active()
+        exposition.render()
+        assert sorted(REGISTRY._names_to_collectors) == before, "registry changed"
+        print("ok")
+        """
+    )
+    assert result.stdout == "ok\n", result.stderr
+
+
+def test_self_check_failure_falls_back_with_one_warning() -> None:
+    """Changed internals: one WARNING names the version; the generic path renders it all."""
+    result = run_python(
+        """
+        from prometheus_client import CollectorRegistry, Counter, Gauge, values
+        from prometheus_client.exposition import generate_latest
+        from prometheus_client.openmetrics.exposition import generate_latest as openmetrics
+
+        class Renamed(values.MutexValue):
+            # a future prometheus_client that keeps the value under another name
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self._stored = self.__dict__.pop("_value")
+            def inc(self, amount):
+                with self._lock:
+                    self._stored += amount
+            def set(self, value, timestamp=None):
+                with self._lock:
+                    self._stored = value
+            def get(self):
+                with self._lock:
+                    return self._stored
+
+        values.MutexValue = values.ValueClass = Renamed
+        from bigbrotr.core.exposition import fast_path_active, render
+        registry = CollectorRegistry()
+        Gauge("temperature", "T", ["room"], registry=registry).labels("hall").set(21.5)
+        Counter("jobs", "J", registry=registry).inc()
+        print(render(registry, openmetrics=True) == openmetrics(registry), fast_path_active())
+        gauges = CollectorRegistry()
+        Gauge("temperature", "T", ["room"], registry=gauges).labels("hall").set(21.5)
+        print(render(gauges) == generate_latest(gauges), b"21.5" in render(gauges))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    *logged, first, second = result.stdout.splitlines()
+    assert (first, second) == ("True False", "True True")
+    assert len(logged) == 1
+    assert "WARNING" in logged[0].upper() and "fast path off" in logged[0]
+    assert f"prometheus_client_version={version('prometheus-client')}" in logged[0]

@@ -23,7 +23,7 @@ from bigbrotr.core.base_service import (
     load_config,
 )
 from bigbrotr.core.logger import get_logger
-from bigbrotr.core.metrics import MetricsServer
+from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.yaml import ConfigFileError
 from bigbrotr.process import EXIT_FAILED, EXIT_OK, ShutdownSignals
 

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bigbrotr.core.coalescer import Coalescer, DaemonThreadExecutor
+from bigbrotr.core.exposition._coalescer import Coalescer, DaemonThreadExecutor
 
 
 class GatedJob:

@@ -1,0 +1,151 @@
+"""The metrics endpoint for any asyncio web framework: the policy plus concurrency.
+
+``Endpoint.respond`` is what every adapter (aiohttp, ASGI) calls. It adds to
+the pure policy in ``_http`` what needs state: renders run on a worker thread
+and are shared by concurrent scrapes (``Coalescer``), at most
+``max_requests_in_flight`` scrapes are served at once, a render slower than
+``render_timeout`` answers 503, and the endpoint counts its own responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import ClassVar
+
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.registry import CollectorRegistry
+
+from bigbrotr.core.exposition._coalescer import Coalescer, DaemonThreadExecutor
+from bigbrotr.core.exposition._http import (
+    Rendered,
+    RenderKey,
+    Request,
+    Response,
+    answer,
+    bake,
+    failure_reason,
+    route,
+    timed_out,
+    too_many_in_flight,
+)
+from bigbrotr.core.logger import get_logger
+
+__all__ = ["Endpoint"]
+
+_log = get_logger(__name__)
+_MAX_REMEMBERED_ERRORS = 100
+
+
+class _HandlerMetrics:
+    """The endpoint's own metrics, as Go's promhttp exports them, one set per registry."""
+
+    _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, _HandlerMetrics]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        requests = Counter(
+            "metrics_handler_requests",
+            "Scrapes of the metrics endpoint, by HTTP status code.",
+            ["code"],
+            registry=registry,
+        )
+        #: The only codes a scrape is answered with, each exported at 0 from the start.
+        self.responses = {code: requests.labels(str(code)) for code in (200, 500, 503)}
+        self.in_flight = Gauge(
+            "metrics_handler_requests_in_flight",
+            "Scrapes of the metrics endpoint being served now.",
+            registry=registry,
+        )
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry) -> _HandlerMetrics:
+        """The registry's handler metrics, registered on first use."""
+        metrics = cls._by_registry.get(registry)
+        if metrics is None:
+            metrics = cls._by_registry[registry] = cls(registry)
+        return metrics
+
+
+class Endpoint:
+    """Serves scrapes of ``registry`` without rendering on the event loop.
+
+    Args:
+        registry: The registry to expose; its
+            ``metrics_handler_requests_total{code}`` and
+            ``metrics_handler_requests_in_flight`` are registered here.
+        path: The path served; None serves every path.
+        max_requests_in_flight: Scrapes served at once; more get 503.
+        render_timeout: Seconds a scrape waits for its render before 503.
+
+    Raises:
+        ValueError: If ``registry`` already holds metrics with the handler
+            metrics' names (registered by something else).
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry = REGISTRY,
+        *,
+        path: str | None = "/metrics",
+        max_requests_in_flight: int = 10,
+        render_timeout: float = 10.0,
+    ) -> None:
+        self._registry = registry
+        self._path = path
+        self._limit = max_requests_in_flight
+        self._timeout = render_timeout
+        self._metrics = _HandlerMetrics.of(registry)
+        self._executor: DaemonThreadExecutor | None = None
+        self._coalescer: Coalescer[RenderKey, bool, Rendered] | None = None
+        self._in_flight = 0
+        self._errors_seen: set[str] = set()
+
+    async def respond(self, request: Request) -> Response:
+        """The response to one request; renders never run on the calling loop."""
+        scrape = route(request, self._path)
+        if isinstance(scrape, Response):
+            return scrape
+        if self._in_flight >= self._limit:
+            return self._counted(too_many_in_flight(self._limit))
+        self._in_flight += 1
+        self._metrics.in_flight.inc()
+        try:
+            rendered = await asyncio.wait_for(
+                self._shared().get(scrape.key, scrape.gzip), self._timeout
+            )
+        except TimeoutError:
+            return self._counted(timed_out(self._timeout))
+        except Exception as exc:
+            self._log_once(exc)
+            return self._counted(answer(scrape, exc))
+        finally:
+            self._in_flight -= 1
+            self._metrics.in_flight.dec()
+        return self._counted(answer(scrape, rendered))
+
+    def close(self) -> None:
+        """Stop the render thread; a later ``respond`` starts a new one."""
+        executor, self._executor, self._coalescer = self._executor, None, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def _shared(self) -> Coalescer[RenderKey, bool, Rendered]:
+        if self._coalescer is None:
+            self._executor = DaemonThreadExecutor("bigbrotr-render")
+            registry = self._registry
+            self._coalescer = Coalescer(
+                lambda key, gzip: bake(registry, key, True in gzip), self._executor
+            )
+        return self._coalescer
+
+    def _counted(self, response: Response) -> Response:
+        self._metrics.responses[response.status].inc()
+        return response
+
+    def _log_once(self, error: Exception) -> None:
+        reason = failure_reason(error)
+        if reason not in self._errors_seen and len(self._errors_seen) < _MAX_REMEMBERED_ERRORS:
+            self._errors_seen.add(reason)
+            _log.error("scrape failed", reason=reason, exc_info=error)
