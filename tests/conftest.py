@@ -7,11 +7,14 @@ import io
 import itertools
 import logging
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 import structlog
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 from bigbrotr.core.logger import LogFormat, configure_logging
@@ -133,6 +136,39 @@ def listening_socket() -> Iterator[socket.socket]:
     sock.listen()
     yield sock
     sock.close()
+
+
+class GatedCollector:
+    """A custom collector that blocks off the main thread until released, counting those calls."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.calls = 0
+        self.threads: list[threading.Thread] = []
+
+    def collect(self) -> list[Metric]:
+        self.threads.append(threading.current_thread())
+        if threading.current_thread() is not threading.main_thread():  # tests read on main
+            self.calls += 1
+            self.gate.wait(10)
+        return [GaugeMetricFamily("gated_value", "Released by the test", value=1)]
+
+
+class BrokenCollector:
+    """A custom collector that always raises."""
+
+    def collect(self) -> list[Metric]:
+        raise RuntimeError("upstream\nunavailable")
+
+
+@pytest.fixture
+def gated_registry() -> Iterator[tuple[CollectorRegistry, GatedCollector]]:
+    """A registry holding a GatedCollector, released at teardown whatever happened."""
+    registry = CollectorRegistry()
+    gated = GatedCollector()
+    registry.register(gated)
+    yield registry, gated
+    gated.gate.set()
 
 
 @pytest.fixture

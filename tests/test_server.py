@@ -6,20 +6,19 @@ import json
 import socket
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
 
 from bigbrotr.core import metrics
 from bigbrotr.core.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
-from tests.conftest import assert_port_free
+from tests.conftest import BrokenCollector, GatedCollector, assert_port_free
 
 
 def _registry_with_gauge() -> CollectorRegistry:
@@ -105,39 +104,6 @@ async def test_stop_is_idempotent_and_releases_the_port() -> None:
     await server.stop()
     assert server.port is None
     assert_port_free(port)
-
-
-class GatedCollector:
-    """A custom collector that blocks off the main thread until released, counting those calls."""
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.calls = 0
-        self.threads: list[threading.Thread] = []
-
-    def collect(self) -> list[Metric]:
-        self.threads.append(threading.current_thread())
-        if threading.current_thread() is not threading.main_thread():  # tests read on main
-            self.calls += 1
-            self.gate.wait(10)
-        return [GaugeMetricFamily("gated_value", "Released by the test", value=1)]
-
-
-class BrokenCollector:
-    """A custom collector that always raises."""
-
-    def collect(self) -> list[Metric]:
-        raise RuntimeError("upstream\nunavailable")
-
-
-@pytest.fixture
-def gated_registry() -> Iterator[tuple[CollectorRegistry, GatedCollector]]:
-    """A registry holding a GatedCollector, released at teardown whatever happened."""
-    registry = CollectorRegistry()
-    gated = GatedCollector()
-    registry.register(gated)
-    yield registry, gated
-    gated.gate.set()
 
 
 async def render_started(gated: GatedCollector) -> None:
