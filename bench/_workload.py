@@ -13,15 +13,15 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 HISTOGRAM_SERIES = 14  # 11 buckets (10 + Inf), _count, _sum, and _created for the oracle
 
 
-def build_registry(series: int) -> tuple[CollectorRegistry, Callable[[float], None]]:
-    """A registry of ~45% counters, ~45% gauges and ~10% histogram series.
+def add_series(registry: CollectorRegistry, series: int, kinds: str = "mixed") -> list[Any]:
+    """Add about ``series`` series to ``registry`` and return their children.
 
-    Returns:
-        The registry, and ``touch(fraction)`` which changes that fraction of
-        the children's values (the first ones, cycling), as a busy service would.
+    ``kinds`` is ``counter``, ``gauge``, ``histogram`` or ``mixed`` (~45%
+    counters, ~45% gauges, ~10% histogram series), with label values shaped
+    like a web service's.
     """
-    rng = random.Random(42)
-    registry = CollectorRegistry()
+    share = {"counter": (100, 0, 0), "gauge": (0, 100, 0), "histogram": (0, 0, 100)}
+    counters, gauges, histograms = share.get(kinds, (45, 45, 10))
     counter = Counter("http_requests", "Requests handled.", ["path", "code"], registry=registry)
     gauge = Gauge("queue_depth", "Items waiting.", ["queue", "shard"], registry=registry)
     histogram = Histogram(
@@ -31,14 +31,27 @@ def build_registry(series: int) -> tuple[CollectorRegistry, Callable[[float], No
         registry=registry,
         buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
     )
-    counters = [
-        counter.labels(f"/api/v1/items/{i}", str(200 + i % 5)) for i in range(series * 45 // 100)
+    children: list[Any] = [
+        counter.labels(f"/api/v1/items/{i}", str(200 + i % 5))
+        for i in range(series * counters // 100)
     ]
-    gauges = [gauge.labels(f"queue-{i}", str(i % 16)) for i in range(series * 45 // 100)]
-    jobs = max(1, series // 10 // HISTOGRAM_SERIES)
-    histograms = [histogram.labels(f"job-{i}") for i in range(jobs)]
-    children: list[tuple[str, Any]] = [("inc", c) for c in counters]
-    children += [("set", g) for g in gauges] + [("observe", h) for h in histograms]
+    children += [gauge.labels(f"queue-{i}", str(i % 16)) for i in range(series * gauges // 100)]
+    jobs = series * histograms // 100 // HISTOGRAM_SERIES
+    children += [histogram.labels(f"job-{i}") for i in range(max(jobs, 1 if histograms else 0))]
+    return children
+
+
+def build_registry(series: int) -> tuple[CollectorRegistry, Callable[[float], None]]:
+    """A registry of ~45% counters, ~45% gauges and ~10% histogram series.
+
+    Returns:
+        The registry, and ``touch(fraction)`` which changes that fraction of
+        the children's values (the first ones, cycling), as a busy service would.
+    """
+    rng = random.Random(42)
+    registry = CollectorRegistry()
+    methods = {"counter": "inc", "gauge": "set", "histogram": "observe"}
+    children = [(methods[child._type], child) for child in add_series(registry, series)]
     rng.shuffle(children)
     position = 0
 
