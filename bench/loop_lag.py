@@ -2,8 +2,10 @@
 
 The service process runs an event loop that (a) measures how late a 5 ms
 sleep wakes up, and (b) updates 1% of the series every 10 ms, as a busy service
-would. A client in another process scrapes continuously with Prometheus' own
-headers. Three handlers are compared in the same run: bigbrotr's
+would. A client in another process scrapes with Prometheus' own headers: first
+once, right after the server starts (bigbrotr's cache is empty then), with the
+lag measured from the client's start to its exit; then continuously for a few
+seconds. Three handlers are compared in the same run: bigbrotr's
 ``MetricsServer``, the seed-style handler calling ``generate_latest`` on the
 loop, and ``generate_latest`` moved to a worker thread.
 """
@@ -30,14 +32,14 @@ SECONDS = 8.0
 PROBE_INTERVAL = 0.005
 CLIENT = """
 import sys, time, urllib.request
-url, seconds = sys.argv[1], float(sys.argv[2])
+url, seconds, most = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 headers = {
     "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
     "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
     "Accept-Encoding": "gzip",
 }
 end, count = time.monotonic() + seconds, 0
-while time.monotonic() < end:
+while time.monotonic() < end and (most == 0 or count < most):
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as r:
         r.read()
     count += 1
@@ -60,11 +62,16 @@ def threaded_app(registry: CollectorRegistry) -> web.Application:
 async def measure(
     start: Callable[[], Awaitable[tuple[str, Callable[[], Awaitable[Any]]]]],
     touch: Callable[[float], None],
+    scrapes: int = 0,
 ) -> tuple[list[float], int]:
-    """Lag samples (seconds) and scrapes completed while a client scrapes ``start()``'s URL."""
+    """Lag samples (seconds) and scrapes completed while a client scrapes ``start()``'s URL.
+
+    With ``scrapes``, the client stops after that many and so does the
+    measurement; otherwise both run for ``SECONDS``.
+    """
     url, stop = await start()
     client = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CLIENT, url, str(SECONDS), stdout=subprocess.PIPE
+        sys.executable, "-c", CLIENT, url, str(SECONDS), str(scrapes), stdout=subprocess.PIPE
     )
     loop = asyncio.get_running_loop()
     lags: list[float] = []
@@ -76,7 +83,7 @@ async def measure(
 
     updater = asyncio.create_task(update())
     end = loop.time() + SECONDS
-    while loop.time() < end:
+    while loop.time() < end and (not scrapes or client.returncode is None):
         before = loop.time()
         await asyncio.sleep(PROBE_INTERVAL)
         lags.append(loop.time() - before - PROBE_INTERVAL)
@@ -113,20 +120,22 @@ async def main() -> None:
         ("seed-style (generate_latest on the loop)", app_starter(seed_style_app)),
         ("generate_latest in a thread", app_starter(threaded_app)),
     ]
-    print(f"{SERIES} series, {SECONDS:.0f} s of continuous scrapes per handler")
-    print(f"{'handler':<42} {'scrapes':>7} {'p50':>8} {'p99':>8} {'max':>8}")
-    results = {}
-    for name, start in variants:
-        lags, scrapes = await measure(start, touch)
-        results[name] = p(lags, 0.99)
-        print(
-            f"{name:<42} {scrapes:>7} {p(lags, 0.5):>6.1f}ms {results[name]:>6.1f}ms "
-            f"{max(lags) * 1e3:>6.1f}ms"
-        )
-    ours_p99 = results["bigbrotr MetricsServer"]
-    for name, value in list(results.items())[1:]:
-        print(f"p99 lag: {name} / bigbrotr = {value / ours_p99:.1f}x")
-    print(f"target: bigbrotr p99 < 20 ms -> {'met' if ours_p99 < 20 else 'NOT met'}")
+    # The first scrape comes first, while bigbrotr's cache (and self-check) are cold.
+    for title, scrapes in [("first scrape after start", 1), (f"{SECONDS:.0f} s of scrapes", 0)]:
+        print(f"\n{SERIES} series, {title}, client in another process")
+        print(f"{'handler':<42} {'scrapes':>7} {'p50':>8} {'p99':>8} {'max':>8}")
+        results = {}
+        for name, start in variants:
+            lags, done = await measure(start, touch, scrapes)
+            results[name] = p(lags, 0.99)
+            print(
+                f"{name:<42} {done:>7} {p(lags, 0.5):>6.1f}ms {results[name]:>6.1f}ms "
+                f"{max(lags) * 1e3:>6.1f}ms"
+            )
+        ours_p99 = results["bigbrotr MetricsServer"]
+        for name, value in list(results.items())[1:]:
+            print(f"p99 lag: {name} / bigbrotr = {value / ours_p99:.1f}x")
+        print(f"target: bigbrotr p99 < 20 ms -> {'met' if ours_p99 < 20 else 'NOT met'}")
 
 
 if __name__ == "__main__":

@@ -179,3 +179,18 @@ def test_failing_collector_gives_a_one_line_500() -> None:
     assert response.status == 500
     assert response.body == b"collecting metrics failed: RuntimeError: database gone\n"
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_head_answers_have_no_body_whatever_the_status(registry: CollectorRegistry) -> None:
+    """HEAD gets a 404 or 500 with its Content-Length and no body, as it gets a 200."""
+    missing = respond(Request("HEAD", "/other"), registry)
+    assert (missing.status, missing.body) == (404, b"")
+    assert int(missing.headers["Content-Length"]) > 0
+
+    class Broken:
+        def collect(self) -> list[Metric]:
+            raise RuntimeError("gone")
+
+    registry.register(Broken())
+    failed = respond(Request("HEAD", "/metrics"), registry)
+    assert (failed.status, failed.body) == (500, b"")

@@ -1,9 +1,11 @@
+import gc
 import math
 import os
 import subprocess
 import sys
 import textwrap
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -195,6 +197,7 @@ def test_target_info_and_name_filter() -> None:
     ]
     assert "lat_bucket" in only and "temp" not in only and "target_info" not in only
     assert "target_info" in render(registry, names=frozenset({"target_info"})).decode()
+    assert render(registry, names="jobs") == render(registry, names=["jobs"])  # not j, o, b, s
 
 
 @pytest.mark.parametrize("escaping", ["allow-utf-8", "underscores", "dots", "values"])
@@ -382,3 +385,77 @@ def test_self_check_failure_falls_back_with_one_warning() -> None:
     assert len(logged) == 1
     assert "WARNING" in logged[0].upper() and "fast path off" in logged[0]
     assert f"prometheus_client_version={version('prometheus-client')}" in logged[0]
+
+
+def test_collectors_that_cannot_be_weakly_referenced_render() -> None:
+    """A custom collector with __slots__ (no weak references) renders as prometheus_client's."""
+
+    class Slotted:
+        __slots__ = ()
+
+        def collect(self) -> list[Metric]:
+            return [GaugeMetricFamily("slotted", "S", value=1)]
+
+    registry = CollectorRegistry()
+    registry.register(Slotted())
+    Gauge("after", "A", registry=registry).set(2)
+    assert_parity(registry)
+
+
+def test_a_labelled_child_registered_alone_renders() -> None:
+    """A child of a labelled metric registered by itself renders as prometheus_client's."""
+    counter = Counter("c", "C", ["k"], registry=None)
+    registry = CollectorRegistry()
+    registry.register(counter.labels("a"))
+    counter.labels("a").inc(3)
+    assert_parity(registry)
+
+
+def test_rendered_metrics_can_be_garbage_collected() -> None:
+    """Rendering keeps no strong reference to a metric, labelled or not."""
+    registry = CollectorRegistry()
+    labelled = Counter("labelled", "L", ["k"], registry=registry)
+    labelled.labels("a").inc()
+    metrics = [
+        Gauge("plain", "P", registry=registry),
+        labelled,
+        Histogram("h", "H", registry=registry),
+    ]
+    render(registry)
+    render(registry, openmetrics=True)
+    refs = [weakref.ref(metric) for metric in metrics]
+    del registry, metrics, labelled
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]
+
+
+def test_set_function_callbacks_run_outside_render_locks() -> None:
+    """A gauge callback that waits for a lock held by another rendering thread cannot deadlock."""
+    app_lock = threading.RLock()
+    holding, in_callback = threading.Event(), threading.Event()
+
+    def callback() -> float:
+        if threading.current_thread().name == "scraper":
+            in_callback.set()
+        with app_lock:  # held by "worker" until its own render finishes
+            return 1.0
+
+    registry = CollectorRegistry()
+    Gauge("g", "G", ["k"], registry=registry).labels("a").set_function(callback)
+
+    def worker() -> None:
+        with app_lock:
+            holding.set()
+            in_callback.wait(10)
+            render(registry)
+
+    threads = [
+        threading.Thread(target=worker, name="worker", daemon=True),
+        threading.Thread(target=lambda: holding.wait(10) and render(registry), name="scraper",
+                         daemon=True),
+    ]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert [thread.is_alive() for thread in threads] == [False, False]

@@ -142,7 +142,7 @@ def _request(scope: Scope) -> Request:
 
 
 async def _send_response(response: Response, send: Send) -> None:
-    """Send ``response`` whole; for HEAD the core already left the body empty."""
+    """Send ``response`` whole; the core leaves the body of any answer to HEAD empty."""
     headers = [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
         for name, value in response.headers.items()

@@ -25,7 +25,9 @@ from bigbrotr.core.exposition._http import (
     answer,
     bake,
     failure_reason,
+    for_method,
     route,
+    shutting_down,
     timed_out,
     too_many_in_flight,
 )
@@ -104,6 +106,9 @@ class Endpoint:
 
     async def respond(self, request: Request) -> Response:
         """The response to one request; renders never run on the calling loop."""
+        return for_method(request, await self._respond(request))
+
+    async def _respond(self, request: Request) -> Response:
         scrape = route(request, self._path)
         if isinstance(scrape, Response):
             return scrape
@@ -117,6 +122,11 @@ class Endpoint:
             )
         except TimeoutError:
             return self._counted(timed_out(self._timeout))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this request was cancelled, not the render it waited for
+            return self._counted(shutting_down())  # close() cancelled the shared render
         except Exception as exc:
             self._log_once(exc)
             return self._counted(answer(scrape, exc))

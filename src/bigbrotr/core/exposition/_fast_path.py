@@ -9,8 +9,8 @@ change for a child) in a flat list shared by both formats, and formats the
 values of a batch of children with C-level ``map``/``zip`` calls, so a series
 costs a few hundred nanoseconds and allocates only strings, which the garbage
 collector does not track. Counters keep their ``_created`` values' text in one
-string per family; histograms keep each child's block of lines until an
-observation changes it.
+string per family; histograms are rebuilt every render (their blocks change
+with every observation and would cost more memory than they save time).
 
 This is the only module that reads prometheus_client's private attributes
 (``_metrics``, ``_value``, ``_buckets`` ...). Nothing here decides whether to
@@ -24,6 +24,7 @@ import math
 import operator
 import re
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from itertools import chain, repeat
@@ -35,7 +36,7 @@ from prometheus_client import values as client_values
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go
 
-__all__ = ["FamilyPlan", "collectors_of", "float_to_go", "plan_for", "supported"]
+__all__ = ["FamilyPlan", "collectors_of", "float_to_go", "let_others_run", "plan_for", "supported"]
 
 #: Names the fast path writes as they are in every format and escaping it serves.
 #: ``:`` is left to prometheus_client, which rewrites it in OpenMetrics sample names.
@@ -50,7 +51,27 @@ _FAST_TYPES: tuple[type, ...] = (
 #: Children per batch: bounds how long one C-level call holds the GIL (~1 ms).
 _BATCH = 4096
 _NEWLINES = repeat("\n")
+#: Stands for the metric itself in ``members`` (an unlabelled metric is its own only
+#: child), so that a plan never holds a strong reference to its weakly-keyed metric.
+_ITSELF = object()
+#: A render hands the GIL over at most this often (see ``let_others_run``).
+_YIELD_EVERY = 0.002
+_last_yield = threading.local()
 floatToGoString: Callable[[float], str] = _untyped_float_to_go
+
+
+def let_others_run() -> None:
+    """Hand the GIL to a thread waiting for it (the service's event loop), every 2 ms.
+
+    A thread that wants the GIL waits up to the switch interval (5 ms) before
+    asking for it, so a render that never blocks would make the event loop
+    wait that long at every wake-up. Called between batches; it sleeps (a
+    tenth of a millisecond) only if 2 ms of rendering passed since it last did.
+    """
+    now = time.perf_counter()
+    if now - getattr(_last_yield, "at", 0.0) >= _YIELD_EVERY:
+        time.sleep(0.00005)
+        _last_yield.at = time.perf_counter()
 
 
 def supported() -> bool:
@@ -114,13 +135,11 @@ def _exemplar(exemplar: Any) -> str:
 
 
 class FamilyPlan:
-    """How one Counter, Gauge or Histogram renders; subclasses keep per-child caches.
+    """How one Counter, Gauge or Histogram renders.
 
     Attributes:
         name: The family name.
         kind: ``counter``, ``gauge`` or ``histogram``.
-        members: The children seen by the last render, in order; every cache
-            list of a subclass is aligned with it.
     """
 
     def __init__(self, metric: Any) -> None:
@@ -138,10 +157,6 @@ class FamilyPlan:
         text_name = name + "_total" if self.kind == "counter" else name
         help_text = _escape_help(doc, False)
         self._head_text = f"# HELP {text_name} {help_text}\n# TYPE {text_name} {self.kind}\n"
-        self._has_labels = bool(names)
-        self._lock = threading.Lock()
-        self._with_created = client_metrics._use_created
-        self.members: list[Any] = []
 
     def label_pairs(self, child: Any) -> list[str]:
         """The child's ``name="value"`` pairs, escaped, in label-name order."""
@@ -153,55 +168,35 @@ class FamilyPlan:
 
     def render(self, metric: Any, openmetrics: bool, out: list[str]) -> None:
         """Append the family's header and sample lines for ``metric`` to ``out``."""
-        with self._lock:  # renders from other threads share this plan's cache
-            use_created = client_metrics._use_created  # read once: it may be toggled
-            if use_created is not self._with_created:
-                self._align([])
-                self._with_created = use_created
-            self._align(self._children(metric))
-            out.append(self._head_om if openmetrics else self._head_text)
-            self._render(openmetrics, openmetrics and use_created, out)
+        out.append(self._head_om if openmetrics else self._head_text)
+        created = openmetrics and client_metrics._use_created
+        self._render(metric, _children(metric), openmetrics, created, out)
 
-    def _children(self, metric: Any) -> list[Any]:
-        """A snapshot of the metric's children (itself when it has no labels)."""
-        if not self._has_labels:
-            return [metric]
-        with metric._lock:
-            return list(metric._metrics.values())
-
-    def _align(self, children: list[Any]) -> None:
-        """Make ``members`` the current children, keeping what is cached for those kept.
-
-        New label sets are appended by prometheus_client, so the common change
-        extends the caches; after a removal they are rebuilt.
-        """
-        members = self.members
-        if members == children:  # identity per element: children define no __eq__
-            return
-        if children[: len(members)] != members:
-            members = self.members = []
-            self._forget()
-        fresh = children[len(members) :]
-        members.extend(fresh)
-        self._extend(fresh)
-
-    def _forget(self) -> None:
-        """Drop every per-child cache."""
+    def _render(
+        self, metric: Any, children: list[Any], openmetrics: bool, created: bool, out: list[str]
+    ) -> None:
+        """Append the sample lines of ``children``."""
         raise NotImplementedError
 
-    def _extend(self, children: list[Any]) -> None:
-        """Add cache entries for children appended to ``members``."""
-        raise NotImplementedError
 
-    def _render(self, openmetrics: bool, created: bool, out: list[str]) -> None:
-        """Append the sample lines of ``members``."""
-        raise NotImplementedError
+def _children(metric: Any) -> list[Any]:
+    """A snapshot of a metric's children (itself when it has no labels)."""
+    if not metric._labelnames:
+        return [metric]
+    with metric._lock:
+        return list(metric._metrics.values())
 
 
 class _ValuePlan(FamilyPlan):
     """A Counter or Gauge: one ``name{labels} value`` line per child (two with ``_created``).
 
+    Values (and set_function callbacks) are read before the plan's lock is
+    taken, as prometheus_client reads them holding no lock of its own, so a
+    callback that takes an application lock cannot deadlock with a render.
+
     Attributes:
+        members: The children of the last render, in order (``_ITSELF`` for
+            the metric itself); ``prefixes`` and ``created_keys`` follow it.
         prefixes: Per child, ``name{labels} `` (``name_total`` for a counter).
         created_keys: Per child, the ``_created`` object its text was made from.
         created_blob: The ``_created`` texts, newline-separated: one string, not
@@ -212,19 +207,41 @@ class _ValuePlan(FamilyPlan):
         super().__init__(metric)
         self.counter = self.kind == "counter"
         self.sample_name = self.name + ("_total" if self.counter else "")
+        self.lock = threading.Lock()
+        self.members: list[Any] = []
         self.prefixes: list[str] = []
         self.created_keys: list[Any] = []
         self.created_blob = ""
 
-    def _forget(self) -> None:
-        self.prefixes, self.created_keys, self.created_blob = [], [], ""
-
-    def _extend(self, children: list[Any]) -> None:
-        name = self.sample_name
-        for child in children:
-            pairs = self.label_pairs(child)
-            labels = "{" + ",".join(pairs) + "}" if pairs else ""
-            self.prefixes.append(f"{name}{labels} ")
+    def _render(
+        self, metric: Any, children: list[Any], openmetrics: bool, created: bool, out: list[str]
+    ) -> None:
+        numbers = self._values(children)
+        exemplars = [child._value._exemplar for child in children] if self.counter else []
+        with self.lock:  # renders from other threads share this plan's cache
+            self._align(metric, children)
+            prefixes = self.prefixes
+            created_texts = self._created_texts(children) if self.counter and created else None
+        created_name = repeat(self.name + "_created")
+        cut = slice(len(self.sample_name), None)
+        for start in range(0, len(children), _BATCH):
+            let_others_run()
+            end = start + _BATCH
+            texts = _go_texts(numbers[start:end])
+            if openmetrics and exemplars[start:end].count(None) != len(texts):
+                for index, exemplar in enumerate(exemplars[start:end]):
+                    if exemplar is not None:
+                        texts[index] += _exemplar(exemplar)
+            heads = prefixes[start:end]
+            if created_texts is None:
+                out.extend(chain.from_iterable(zip(heads, texts, _NEWLINES, strict=False)))
+                continue
+            labels = map(operator.getitem, heads, repeat(cut))  # "{labels} "
+            lines = zip(
+                heads, texts, _NEWLINES, created_name, labels, created_texts[start:end], _NEWLINES,
+                strict=False,
+            )  # fmt: skip
+            out.extend(chain.from_iterable(lines))
 
     def _values(self, children: list[Any]) -> list[Any]:
         if self.counter:
@@ -237,9 +254,40 @@ class _ValuePlan(FamilyPlan):
             for child in children
         ]
 
-    def _created_texts(self) -> list[str]:
+    def _align(self, metric: Any, children: list[Any]) -> None:
+        """Make ``members`` the current children, keeping the prefixes of those kept.
+
+        prometheus_client appends new label sets, so the common change extends
+        the cache; after a removal it is rebuilt.
+        """
+        current = [_ITSELF if child is metric else child for child in children]
+        if self.members == current:  # identity per element: children define no __eq__
+            return
+        if current[: len(self.members)] != self.members:
+            self.members, self.prefixes = [], []
+            self.created_keys, self.created_blob = [], ""
+        fresh = children[len(self.members) :]
+        self.members = current
+        self._extend(fresh)
+
+    def _extend(self, children: list[Any]) -> None:
+        """Append the prefixes of new children, formatted with C-level loops."""
+        pairs = ",".join(f'{name}="%s"' for name in self._sorted_names)
+        template = f"{self.sample_name}{{{pairs}}} " if pairs else f"{self.sample_name} "
+        reorder = operator.itemgetter(*self._order) if self._order != sorted(self._order) else None
+        for start in range(0, len(children), _BATCH):
+            let_others_run()
+            values = [child._labelvalues for child in children[start : start + _BATCH]]
+            if reorder is not None:  # label values in label-name order
+                values = list(map(reorder, values))
+            specials = "\x00".join(chain.from_iterable(values))
+            if "\\" in specials or "\n" in specials or '"' in specials:
+                values = [tuple(map(_escape_label_value, labels)) for labels in values]
+            self.prefixes.extend(map(template.__mod__, values))
+
+    def _created_texts(self, children: list[Any]) -> list[str]:
         """Each child's ``_created`` text, formatted again only when it changed (reset())."""
-        current = [child._created for child in self.members]
+        current = [child._created for child in children]
         keys = self.created_keys
         if len(keys) == len(current) and all(map(operator.is_, current, keys)):
             return self.created_blob.split("\n")
@@ -251,46 +299,13 @@ class _ValuePlan(FamilyPlan):
         self.created_keys, self.created_blob = current, "\n".join(texts)
         return texts
 
-    def _render(self, openmetrics: bool, created: bool, out: list[str]) -> None:
-        members, prefixes = self.members, self.prefixes
-        created_texts = self._created_texts() if self.counter and created else None
-        created_name = repeat(self.name + "_created")
-        cut = slice(len(self.sample_name), None)
-        for start in range(0, len(members), _BATCH):
-            end = start + _BATCH
-            batch = members[start:end]
-            texts = _go_texts(self._values(batch))
-            if self.counter and openmetrics:
-                exemplars = [child._value._exemplar for child in batch]
-                if exemplars.count(None) != len(exemplars):
-                    for index, exemplar in enumerate(exemplars):
-                        if exemplar is not None:
-                            texts[index] += _exemplar(exemplar)
-            heads = prefixes[start:end]
-            if created_texts is None:
-                out.extend(chain.from_iterable(zip(heads, texts, _NEWLINES, strict=False)))
-                continue
-            labels = map(operator.getitem, heads, repeat(cut))  # "{labels} "
-            created_batch = created_texts[start:end]
-            lines = zip(
-                heads,
-                texts,
-                _NEWLINES,
-                created_name,
-                labels,
-                created_batch,
-                _NEWLINES,
-                strict=False,
-            )
-            out.extend(chain.from_iterable(lines))
-
 
 class _HistogramPlan(FamilyPlan):
-    """A Histogram: each child's lines, built afresh every render.
+    """A Histogram: each child's lines, built afresh every render, with no cache.
 
     A block of bucket lines is large and changes with every observation, so
     caching it would cost more memory than it saves time: a histogram child
-    is a few microseconds against prometheus_client's hundred or more.
+    costs a few microseconds here against prometheus_client's hundred or more.
     """
 
     def __init__(self, metric: Any) -> None:
@@ -299,14 +314,12 @@ class _HistogramPlan(FamilyPlan):
         self.bounds = [float_to_go(bound) for bound in bounds]
         self.has_sum = bounds[0] >= 0  # as prometheus_client decides
 
-    def _forget(self) -> None:
-        pass
-
-    def _extend(self, children: list[Any]) -> None:
-        pass
-
-    def _render(self, openmetrics: bool, created: bool, out: list[str]) -> None:
-        for child in self.members:
+    def _render(
+        self, metric: Any, children: list[Any], openmetrics: bool, created: bool, out: list[str]
+    ) -> None:
+        for index, child in enumerate(children):
+            if index % 256 == 0:
+                let_others_run()
             buckets = child._buckets
             counts = [bucket._value for bucket in buckets]
             exemplars = [bucket._exemplar for bucket in buckets] if openmetrics else []
@@ -346,17 +359,17 @@ _plans_lock = threading.Lock()
 
 def plan_for(collector: Any) -> FamilyPlan | None:
     """The fast-path plan for ``collector``, or None if it must go the generic way."""
+    if type(collector) not in _FAST_TYPES:  # (and so maybe not weak-referenceable)
+        return None
     with _plans_lock:
         try:
             return _plans[collector]
-        except (KeyError, TypeError):  # TypeError: not weak-referenceable, so not ours
+        except KeyError:
             pass
         plan: FamilyPlan | None = None
-        if (
-            type(collector) in _FAST_TYPES
-            and _NAME.fullmatch(collector._name)
-            and all(_NAME.fullmatch(label) for label in collector._labelnames)
-        ):
+        names = (collector._name, *collector._labelnames)
+        # A labelled child registered alone is written without labels: left to the generic way.
+        if not collector._labelvalues and all(_NAME.fullmatch(name) for name in names):
             kind = _HistogramPlan if collector._type == "histogram" else _ValuePlan
             plan = kind(collector)
         _plans[collector] = plan

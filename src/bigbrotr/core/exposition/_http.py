@@ -3,7 +3,8 @@
 Nothing here knows about a web framework or the event loop. ``route`` turns a
 request into an immediate answer (404, 405) or a ``Scrape`` to render;
 ``answer`` turns a render's outcome into the response; the 503 and 500
-reasons are built here too. ``Endpoint`` adds the concurrency (off-loop,
+reasons are built here too, and ``for_method`` drops the body of any answer
+to HEAD. ``Endpoint`` adds the concurrency (off-loop,
 coalesced renders, the in-flight limit, the timeout), and the aiohttp and
 ASGI adapters only translate requests and responses.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from prometheus_client import REGISTRY
 from prometheus_client.openmetrics import exposition as openmetrics
@@ -32,10 +33,12 @@ __all__ = [
     "answer",
     "bake",
     "failure_reason",
+    "for_method",
     "gzip_accepted",
     "negotiate",
     "respond",
     "route",
+    "shutting_down",
     "timed_out",
     "too_many_in_flight",
 ]
@@ -176,11 +179,10 @@ class RenderKey:
 
 @dataclass(frozen=True)
 class Scrape:
-    """A request that ``route`` accepted: what to render and how to send it."""
+    """A request that ``route`` accepted: what to render and whether to gzip it."""
 
     key: RenderKey
     gzip: bool
-    head: bool
 
 
 def _reason(status: int, reason: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -203,7 +205,12 @@ def route(request: Request, path: str | None = "/metrics") -> Response | Scrape:
         return _reason(405, "method not allowed; use GET or HEAD", {"Allow": "GET, HEAD"})
     names = frozenset(value for key, value in request.query if key == "name[]") or None
     key = RenderKey(negotiate(request.header("Accept")), names)
-    return Scrape(key, gzip_accepted(request.header("Accept-Encoding")), request.method == "HEAD")
+    return Scrape(key, gzip_accepted(request.header("Accept-Encoding")))
+
+
+def for_method(request: Request, response: Response) -> Response:
+    """The response as sent: for HEAD, the same headers (Content-Length too) and no body."""
+    return replace(response, body=b"") if request.method == "HEAD" else response
 
 
 def too_many_in_flight(limit: int) -> Response:
@@ -214,6 +221,11 @@ def too_many_in_flight(limit: int) -> Response:
 def timed_out(timeout: float) -> Response:
     """The 503 for a render slower than ``render_timeout``."""
     return _reason(503, f"rendering took longer than render_timeout={timeout}s")
+
+
+def shutting_down() -> Response:
+    """The 503 for a scrape whose render was cancelled because the endpoint closed."""
+    return _reason(503, "the metrics endpoint is shutting down")
 
 
 def failure_reason(error: BaseException) -> str:
@@ -254,7 +266,7 @@ def answer(scrape: Scrape, rendered: Rendered | BaseException) -> Response:
         headers["Content-Encoding"] = "gzip"
         body = rendered.gzipped
     headers["Content-Length"] = str(len(body))
-    return Response(200, headers, b"" if scrape.head else body)
+    return Response(200, headers, body)
 
 
 def respond(
@@ -267,9 +279,9 @@ def respond(
     """
     scrape = route(request, path)
     if isinstance(scrape, Response):
-        return scrape
+        return for_method(request, scrape)
     try:
         rendered: Rendered | Exception = bake(registry, scrape.key, scrape.gzip)
     except Exception as exc:
         rendered = exc
-    return answer(scrape, rendered)
+    return for_method(request, answer(scrape, rendered))

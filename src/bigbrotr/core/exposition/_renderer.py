@@ -16,7 +16,7 @@ import copy
 import math
 import threading
 from collections.abc import Iterable
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import prometheus_client
@@ -105,6 +105,8 @@ def render(
     Raises:
         Exception: Whatever a collector raises; the caller reports it.
     """
+    if isinstance(names, str):  # one name, not its characters
+        names = (names,)
     wanted = frozenset(names) if names is not None else None
     fast = escaping in _FAST_ESCAPINGS and fast_path_active()
     return _render(registry, openmetrics, escaping, wanted, fast)
@@ -137,6 +139,7 @@ def _render(
         if lines:
             chunks.append("".join(lines).encode())
             lines.clear()
+            _fast_path.let_others_run()
 
     def flush_generic() -> None:
         if generic:
@@ -238,10 +241,17 @@ def _self_check() -> bool:
         _log.warning(
             "exposition fast path off: it does not match this prometheus_client; "
             "rendering with prometheus_client's generators (correct, slower)",
-            prometheus_client_version=version("prometheus-client"),
+            prometheus_client_version=_client_version(),
             detail=detail,
         )
     return same
+
+
+def _client_version() -> str:
+    try:
+        return version("prometheus-client")
+    except PackageNotFoundError:  # vendored or installed without metadata
+        return "unknown"
 
 
 _active: bool | None = None
