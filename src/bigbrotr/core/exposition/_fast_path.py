@@ -36,7 +36,15 @@ from prometheus_client import values as client_values
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString as _untyped_float_to_go
 
-__all__ = ["FamilyPlan", "collectors_of", "float_to_go", "let_others_run", "plan_for", "supported"]
+__all__ = [
+    "FamilyPlan",
+    "collectors_of",
+    "float_to_go",
+    "let_others_run",
+    "plan_for",
+    "render_starts",
+    "supported",
+]
 
 #: Names the fast path writes as they are in every format and escaping it serves.
 #: ``:`` is left to prometheus_client, which rewrites it in OpenMetrics sample names.
@@ -60,16 +68,22 @@ _last_yield = threading.local()
 floatToGoString: Callable[[float], str] = _untyped_float_to_go
 
 
+def render_starts() -> None:
+    """Start the clock of ``let_others_run`` for a render in this thread."""
+    _last_yield.at = time.perf_counter()
+
+
 def let_others_run() -> None:
     """Hand the GIL to a thread waiting for it (the service's event loop), every 2 ms.
 
     A thread that wants the GIL waits up to the switch interval (5 ms) before
-    asking for it, so a render that never blocks would make the event loop
-    wait that long at every wake-up. Called between batches; it sleeps (a
-    tenth of a millisecond) only if 2 ms of rendering passed since it last did.
+    asking for it, so a long render that never blocks would make the event
+    loop wait that long at every wake-up. Called between batches; it sleeps
+    only once the render has run 2 ms since it started or last slept, so a
+    small render never waits to get the GIL back.
     """
     now = time.perf_counter()
-    if now - getattr(_last_yield, "at", 0.0) >= _YIELD_EVERY:
+    if now - getattr(_last_yield, "at", now) >= _YIELD_EVERY:
         time.sleep(0.00005)
         _last_yield.at = time.perf_counter()
 

@@ -120,6 +120,7 @@ def _render(
     fast: bool,
 ) -> bytes:
     """``render`` with the choice of path made by the caller (the self-check makes both)."""
+    _fast_path.render_starts()
     found = _fast_path.collectors_of(registry) if fast else None
     collectors: list[Any] = [registry]
     generic: list[Metric] = []
