@@ -213,6 +213,12 @@ def test_escaping_schemes_match_prometheus_client(escaping: str) -> None:
     )
 
 
+def test_unknown_escaping_is_a_clear_error() -> None:
+    """An escaping scheme prometheus_client does not know is refused, naming the valid ones."""
+    with pytest.raises(ValueError, match="escaping must be one of allow-utf-8, dots, underscores"):
+        render(CollectorRegistry(), escaping="underscore")
+
+
 def test_failing_collector_raises() -> None:
     """A collector's exception reaches the caller."""
 

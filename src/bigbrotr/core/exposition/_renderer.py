@@ -41,6 +41,7 @@ _TYPE_SUFFIXES = {
 _CHUNK_LINES = 4096
 #: Schemes that leave legacy names as they are; ``dots`` and ``values`` go generic.
 _FAST_ESCAPINGS = frozenset((om_exposition.UNDERSCORES, om_exposition.ALLOWUTF8))
+_ESCAPINGS = _FAST_ESCAPINGS | {om_exposition.DOTS, om_exposition.VALUES}
 _log = get_logger(__name__)
 
 
@@ -103,8 +104,13 @@ def render(
         The UTF-8 body.
 
     Raises:
+        ValueError: For an escaping scheme prometheus_client does not know.
         Exception: Whatever a collector raises; the caller reports it.
     """
+    if escaping not in _ESCAPINGS:
+        raise ValueError(
+            f"escaping must be one of {', '.join(sorted(_ESCAPINGS))}, not {escaping!r}"
+        )
     if isinstance(names, str):  # one name, not its characters
         names = (names,)
     wanted = frozenset(names) if names is not None else None
