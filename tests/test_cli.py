@@ -98,7 +98,14 @@ def test_check_invalid_config_is_one_line_exit_2(
         (["check", "nosuchservice"], "must be 'package.module:ClassName'"),
         (["check", "no_such_module_xyz:Thing"], "cannot import module 'no_such_module_xyz'"),
         (["check", "bigbrotr.cli:main"], "is not a BaseService subclass"),
-        (["check", "bigbrotr.core.metrics:Missing"], "is not a BaseService subclass"),
+        (
+            ["check", "bigbrotr.core.metrics:Missing"],
+            "module 'bigbrotr.core.metrics' has no class 'Missing'",
+        ),
+        (
+            ["check", "bigbrotr/services/demo.py:DemoService"],
+            "use bigbrotr.services.demo:DemoService",
+        ),
         (["check", ".relative:Thing"], "cannot import module '.relative'"),
         (["check", "bigbrotr.core.base_service:BaseService"], "cannot build BaseService"),
         (["run"], "required: TARGET"),
@@ -136,3 +143,38 @@ def test_commands_that_do_not_run_leave_signals_alone(
     run_cli(capsys, *argv)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("class Broken(:\n", "{path}:1: invalid syntax"),
+        (
+            "import os\nvalue = undefined_name\n",
+            "{path}:2: NameError: name 'undefined_name' is not defined",
+        ),
+        (
+            "raise RuntimeError('no database configured')\n",
+            "{path}:1: RuntimeError: no database configured",
+        ),
+        ("import no_such_dependency_xyz\n", "No module named 'no_such_dependency_xyz'"),
+    ],
+    ids=["syntax error", "name error", "raises at import", "missing dependency"],
+)
+def test_a_module_that_fails_to_import_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    expected: str,
+) -> None:
+    """A user module that fails to import is one line naming file:line and the error, exit 2."""
+    name = f"user_module_{abs(hash(source))}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, _, err = run_cli(capsys, "check", f"{name}:Service")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert expected.format(path=path) in err

@@ -10,9 +10,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from types import ModuleType
 
 from pydantic import ValidationError
 
@@ -113,16 +115,42 @@ def resolve_target(target: str) -> Target:
         raise UsageError(
             f"target {target!r} must be 'package.module:ClassName' or a bundled service ({bundled})"
         )
+    if module_name.endswith(".py"):
+        dotted = module_name.removesuffix(".py").replace("/", ".").lstrip(".")
+        raise UsageError(f"target {target!r} names a file; use {dotted}:{class_name}")
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except (ImportError, TypeError, ValueError) as exc:  # TypeError: a relative name
-        raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
+    module = _import(module_name)
     cls = getattr(module, class_name, None)
+    if cls is None:
+        raise UsageError(f"module {module_name!r} has no class {class_name!r}")
     if not (isinstance(cls, type) and issubclass(cls, BaseService)):
         raise UsageError(f"{target!r} is not a BaseService subclass")
     return Target(cls, default_config)
+
+
+def _import(module_name: str) -> ModuleType:
+    """Import the user's module; what goes wrong in it is one line naming the place.
+
+    Raises:
+        UsageError: For a module that is missing or fails while importing.
+    """
+    importlib.invalidate_caches()  # a file written a moment ago (tests, generators) is found
+    try:
+        return importlib.import_module(module_name)
+    except SyntaxError as exc:  # the file and line the user has to fix
+        where = f"{exc.filename}:{exc.lineno}" if exc.filename else module_name
+        raise UsageError(f"cannot import {module_name!r}: {where}: {exc.msg}") from None
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # a relative or empty name
+        raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
+    except Exception as exc:  # the module itself raised while importing
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        raise UsageError(
+            f"cannot import {module_name!r}: {frame.filename}:{frame.lineno}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
 
 
 async def serve(
