@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from bigbrotr import __version__
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 from bigbrotr.core.yaml import ConfigFileError
-from tests.conftest import ScriptedService, metrics_on, scripted
+from tests.conftest import ScriptedService, metrics_on, scripted, unique_name
 
 
 def counter(service: type[BaseService[BaseServiceConfig]], name: str) -> float | None:
@@ -333,3 +333,78 @@ async def test_run_cycle_runs_one_cycle() -> None:
     assert service.calls == ["cleanup", "run"]
     failing: ScriptedService = scripted()(script=[OSError("disk")])
     assert await failing.run_cycle() is False
+
+
+class HangingService(BaseService[BaseServiceConfig]):
+    """A service whose run() waits until released, recording the in-progress gauge it saw."""
+
+    SERVICE_NAME = "hanging"
+
+    def __init__(self, config: BaseServiceConfig) -> None:
+        super().__init__(config)
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.seen_in_progress: float | None = None
+
+    async def cleanup(self) -> int:
+        return 0
+
+    async def run(self) -> None:
+        self.seen_in_progress = gauge(type(self), "cycle_in_progress_start_timestamp")
+        self.entered.set()
+        await self.release.wait()
+
+
+def hanging(**fields: object) -> HangingService:
+    """A HangingService with a unique name, metrics on and ``fields`` in its config."""
+    cls = type("Hanging", (HangingService,), {"SERVICE_NAME": unique_name("hang")})
+    service: HangingService = cls(metrics_on(**fields))
+    return service
+
+
+async def test_cycle_timeout_cancels_and_counts_the_cycle(log_stream: io.StringIO) -> None:
+    """A cycle longer than cycle_timeout is cancelled and counted failed as TimeoutError."""
+    service = hanging(cycle_timeout=0.05)
+    assert await service.run_cycle() is False
+    cls = type(service)
+    assert counter(cls, "errors_TimeoutError") == 1
+    assert counter(cls, "cycles_failed") == 1
+    assert gauge(cls, "consecutive_failures") == 1
+    failed = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    assert "cycle took longer than cycle_timeout=0.05s" in failed[-1]["error"]
+
+
+async def test_the_cycle_in_progress_is_exported_with_its_start() -> None:
+    """While a cycle runs its start time is exported; between cycles the gauge is 0."""
+    service = hanging()
+    before = time.time()
+    cycle = asyncio.create_task(service.run_cycle())
+    await service.entered.wait()
+    service.release.set()
+    assert await cycle is True
+    assert service.seen_in_progress is not None
+    assert before <= service.seen_in_progress <= time.time()
+    assert gauge(type(service), "cycle_in_progress_start_timestamp") == 0
+    assert gauge(type(service), "interval_seconds") == service.config.interval
+
+
+async def test_shutdown_grace_cancels_a_hung_cycle_uncounted(log_stream: io.StringIO) -> None:
+    """After a shutdown request a hung cycle gets shutdown_grace, then is cancelled, not failed."""
+    service = hanging(shutdown_grace=0.05)
+    loop = asyncio.create_task(service.run_forever())
+    await service.entered.wait()
+    service.request_shutdown()
+    assert await asyncio.wait_for(loop, 5) is False
+    assert counter(type(service), "cycles_failed") == 0
+    assert "cycle cancelled: still running after shutdown_grace" in log_stream.getvalue()
+
+
+async def test_a_cycle_that_ends_within_the_grace_completes() -> None:
+    """A cycle that finishes within shutdown_grace after the request is a normal success."""
+    service = hanging(shutdown_grace=30)
+    loop = asyncio.create_task(service.run_forever())
+    await service.entered.wait()
+    service.request_shutdown()
+    service.release.set()
+    assert await asyncio.wait_for(loop, 5) is False
+    assert counter(type(service), "cycles_success") == 1

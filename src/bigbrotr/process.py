@@ -15,6 +15,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
+    import asyncio
+
     from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "ShutdownSignals"]
@@ -28,11 +30,13 @@ EXIT_INTERRUPTED = 130
 class ShutdownSignals:
     """SIGINT/SIGTERM policy: the first asks for a graceful stop, the second exits at once.
 
-    ``install`` catches signals from before anything starts until the process
-    ends; while the loop runs they go through it. A signal during start-up is
-    remembered and honoured as soon as the service exists. The second signal
-    exits with 130 on the spot: a cycle blocked in a thread (which asyncio
-    would wait for) cannot hold the process.
+    The handlers are Python-level and stay installed from before anything
+    starts until the process ends. Python runs them in the main thread between
+    two bytecodes, so they run even while a service blocks the event loop
+    (``time.sleep``, a CPU loop) where a loop-dispatched handler would wait:
+    the first signal is logged at once and hands the shutdown request to the
+    loop; the second exits with 130 on the spot. A signal during start-up is
+    remembered and honoured as soon as the service exists.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -40,11 +44,12 @@ class ShutdownSignals:
     def __init__(self) -> None:
         self.received = 0
         self._service: BaseService[BaseServiceConfig] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def install(self) -> None:
-        """Catch signals synchronously (outside the loop)."""
+        """Catch SIGINT and SIGTERM from now on."""
         for sig in self.SIGNALS:
-            signal.signal(sig, self._outside_loop)
+            signal.signal(sig, self._handle)
 
     def restore(self) -> None:
         """Give the signals back their default handling (for commands that do not run)."""
@@ -52,41 +57,33 @@ class ShutdownSignals:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def attach(self, service: BaseService[BaseServiceConfig]) -> None:
-        """Route signals through the running loop to ``service``."""
+        """Send the shutdown request to ``service``, on the running loop."""
         import asyncio
 
-        self._service = service
-        loop = asyncio.get_running_loop()
-        for sig in self.SIGNALS:
-            loop.add_signal_handler(sig, self._on_loop, sig)
+        self._service, self._loop = service, asyncio.get_running_loop()
         if self.received:
             service.request_shutdown()
 
     def detach(self) -> None:
-        """Take the handlers off the loop (before it closes), back to ``install``'s."""
-        import asyncio
+        """Stop sending requests to the service (before its loop closes)."""
+        self._service = self._loop = None
 
-        loop = asyncio.get_running_loop()
-        for sig in self.SIGNALS:  # one at a time: the default disposition lasts one call
-            loop.remove_signal_handler(sig)
-            signal.signal(sig, self._outside_loop)
-
-    def _outside_loop(self, signum: int, frame: FrameType | None) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received += 1
+        name = signal.Signals(signum).name
         if self.received > 1:
+            self._log("warning", "second signal, exiting now", name)
             self._exit_now()
+        if self._service is None or self._loop is None:
+            return  # still starting: attach() honours it
+        self._log("info", "shutdown requested, stopping after the current cycle", name)
+        self._loop.call_soon_threadsafe(self._service.request_shutdown)
 
-    def _on_loop(self, sig: signal.Signals) -> None:
+    @staticmethod
+    def _log(level: str, event: str, signal_name: str) -> None:
         from bigbrotr.core.logger import get_logger
 
-        log = get_logger(__name__)
-        self.received += 1
-        if self.received > 1:
-            log.warning("second signal, exiting now", signal=sig.name)
-            self._exit_now()
-        log.info("shutdown requested, stopping after the current cycle", signal=sig.name)
-        assert self._service is not None
-        self._service.request_shutdown()
+        getattr(get_logger(__name__), level)(event, signal=signal_name)
 
     @staticmethod
     def _exit_now() -> NoReturn:

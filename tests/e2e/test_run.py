@@ -159,3 +159,26 @@ def test_interrupt_exit_code_when_killed_twice_quickly(start_cli: StartCLI) -> N
     time.sleep(0.1)
     cli.signal(signal.SIGINT)
     assert cli.wait(timeout=5) == 130
+
+
+def test_sigterm_cancels_a_hung_cycle_after_the_grace(start_cli: StartCLI, tmp_path: Path) -> None:
+    """One SIGTERM ends a hung cycle after shutdown_grace; exit 0 within grace + 1 s."""
+    config = fast(mode="slow", marker_dir=str(tmp_path), shutdown_grace=0.5)
+    cli = start_cli("run", TARGET, "--log-format", "json", config=config)
+    wait_until(lambda: (tmp_path / "cycle-0").exists(), what="the hung cycle to start")
+    cli.signal(signal.SIGTERM)
+    assert cli.wait(timeout=1.5) == 0
+    assert cli.logged("cycle cancelled: still running after shutdown_grace")
+
+
+def test_signals_are_heard_while_run_blocks_the_loop(start_cli: StartCLI, tmp_path: Path) -> None:
+    """With the loop blocked, SIGTERM is logged at once and a second signal exits 130 within 1 s."""
+    config = fast(mode="block", marker_dir=str(tmp_path))
+    cli = start_cli("run", TARGET, "--log-format", "json", config=config)
+    wait_until(lambda: (tmp_path / "cycle-0").exists(), what="the loop to block")
+    cli.signal(signal.SIGTERM)
+    wait_until(lambda: cli.logged("shutdown requested, stopping after the current cycle"))
+    assert cli.proc.poll() is None
+    cli.signal(signal.SIGTERM)
+    assert cli.wait(timeout=1) == 130
+    assert cli.logged("second signal, exiting now")

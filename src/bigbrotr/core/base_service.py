@@ -43,6 +43,10 @@ class BaseServiceConfig(BaseModel):
             does not add drift).
         max_consecutive_failures: Failed cycles in a row after which the loop
             stops; 0 means never stop.
+        cycle_timeout: Seconds a cycle may run before it is cancelled and
+            counted failed (``errors_TimeoutError``); None for no limit.
+        shutdown_grace: Seconds a cycle in progress may go on after a shutdown
+            request before it is cancelled; under Kubernetes' default 30 s.
         metrics: The Prometheus endpoint.
     """
 
@@ -50,6 +54,8 @@ class BaseServiceConfig(BaseModel):
 
     interval: float = Field(default=300.0, gt=0, le=ONE_WEEK_SECONDS)
     max_consecutive_failures: int = Field(default=5, ge=0, le=100)
+    cycle_timeout: float | None = Field(default=None, gt=0, le=ONE_WEEK_SECONDS)
+    shutdown_grace: float = Field(default=25.0, ge=0, le=3600)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
 
@@ -171,6 +177,8 @@ class BaseService(ABC, Generic[ConfigT]):
         self._shutdown = asyncio.Event()
         self._started = False
         self._consecutive_failures = 0
+        self._cycle_scope: asyncio.Timeout | None = None
+        self._cut_by_grace = False
         enabled = self._config.metrics.enabled
         name = self.SERVICE_NAME
         self._counters: _Children[_CounterChild] = _Children(
@@ -241,9 +249,11 @@ class BaseService(ABC, Generic[ConfigT]):
     def request_shutdown(self) -> None:
         """Ask the loop to stop after the current cycle; interrupts the wait at once.
 
-        Safe to call from a signal handler running on the event loop.
+        A cycle in progress then has ``shutdown_grace`` seconds left. Call it
+        on the event loop (a loop callback or a coroutine).
         """
         self._shutdown.set()
+        self._apply_shutdown_grace()
 
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109 (the seed's API)
         """Sleep up to ``timeout`` seconds, waking early on shutdown.
@@ -271,8 +281,10 @@ class BaseService(ABC, Generic[ConfigT]):
         """Run cycles on a fixed start-to-start schedule until told to stop.
 
         A cycle that overruns the interval is followed at once by the next.
-        ``CancelledError``, ``KeyboardInterrupt`` and ``SystemExit`` propagate;
-        any other exception fails the cycle and the loop goes on.
+        After a shutdown request, a cycle in progress has ``shutdown_grace``
+        seconds to finish before it is cancelled. ``CancelledError``,
+        ``KeyboardInterrupt`` and ``SystemExit`` propagate; any other exception
+        fails the cycle and the loop goes on.
 
         Returns:
             True if the loop stopped because ``max_consecutive_failures``
@@ -294,26 +306,38 @@ class BaseService(ABC, Generic[ConfigT]):
     async def run_cycle(self) -> bool:
         """Run one cycle, ``cleanup()`` then ``run()``, and record its metrics.
 
+        The cycle is cancelled and counted failed (``TimeoutError``) after
+        ``cycle_timeout`` seconds, and cancelled (logged, not counted)
+        ``shutdown_grace`` seconds after a shutdown request. While it runs,
+        ``service_gauge`` named ``cycle_in_progress_start_timestamp`` holds its
+        start (Unix time; 0 between cycles), so a hung cycle shows in alerts.
+
         Returns:
             True if the cycle succeeded.
         """
         self._start()
         started = self.clock()
+        timeout = self._config.cycle_timeout
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        self.set_gauge("cycle_in_progress_start_timestamp", time.time())
         try:
-            cleaned = await self.cleanup()
-            await self.run()
+            async with asyncio.timeout_at(deadline) as scope:
+                self._cycle_scope = scope
+                self._apply_shutdown_grace()
+                cleaned = await self._cleanup_and_run()
         except Exception as exc:
-            self._consecutive_failures += 1
-            self.inc_counter("cycles_failed")
-            self.inc_counter(f"errors_{type(exc).__name__}")
-            self.set_gauge("consecutive_failures", self._consecutive_failures)
-            self._log.error(
-                "cycle failed",
-                error=f"{type(exc).__name__}: {exc}",
-                consecutive_failures=self._consecutive_failures,
-                exc_info=exc,
-            )
+            if isinstance(exc, TimeoutError) and scope.expired():
+                if self._cut_by_grace:
+                    grace = self._config.shutdown_grace
+                    self._log.warning("cycle cancelled: still running after shutdown_grace",
+                                      shutdown_grace=grace)  # fmt: skip
+                    return False
+                exc = TimeoutError(f"cycle took longer than cycle_timeout={timeout}s")
+            self._record_failure(exc)
             return False
+        finally:
+            self._cycle_scope, self._cut_by_grace = None, False
+            self.set_gauge("cycle_in_progress_start_timestamp", 0)
         duration = self.clock() - started
         self._consecutive_failures = 0
         self.inc_counter("cycles_success")
@@ -323,6 +347,34 @@ class BaseService(ABC, Generic[ConfigT]):
             CYCLE_DURATION_SECONDS.labels(self.SERVICE_NAME).observe(duration)
         self._log.debug("cycle done", duration_seconds=round(duration, 6), cleaned=cleaned)
         return True
+
+    def _record_failure(self, exc: Exception) -> None:
+        self._consecutive_failures += 1
+        self.inc_counter("cycles_failed")
+        self.inc_counter(f"errors_{type(exc).__name__}")
+        self.set_gauge("consecutive_failures", self._consecutive_failures)
+        self._log.error(
+            "cycle failed",
+            error=f"{type(exc).__name__}: {exc}",
+            consecutive_failures=self._consecutive_failures,
+            exc_info=exc,
+        )
+
+    def _apply_shutdown_grace(self) -> None:
+        """Once shutdown is requested, end the cycle in progress within ``shutdown_grace``."""
+        scope = self._cycle_scope
+        if scope is None or not self._shutdown.is_set() or self._cut_by_grace:
+            return
+        deadline = asyncio.get_running_loop().time() + self._config.shutdown_grace
+        current = scope.when()
+        if current is None or deadline < current:
+            scope.reschedule(deadline)
+            self._cut_by_grace = True
+
+    async def _cleanup_and_run(self) -> int:
+        cleaned = await self.cleanup()
+        await self.run()
+        return cleaned
 
     def set_gauge(self, name: str, value: float) -> None:
         """Set ``service_gauge{service, name}``; a no-op when metrics are off."""
@@ -355,3 +407,5 @@ class BaseService(ABC, Generic[ConfigT]):
             self.inc_counter("cycles_success", 0)
             self.inc_counter("cycles_failed", 0)
             self.set_gauge("consecutive_failures", 0)
+            self.set_gauge("cycle_in_progress_start_timestamp", 0)
+            self.set_gauge("interval_seconds", self._config.interval)

@@ -20,12 +20,12 @@ if pause_marker := os.environ.get("E2E_IMPORT_PAUSE"):
 class E2EConfig(BaseServiceConfig):
     """What each cycle does, and where it leaves a mark."""
 
-    mode: Literal["ok", "fail", "slow", "thread"] = "ok"
+    mode: Literal["ok", "fail", "slow", "thread", "block"] = "ok"
     marker_dir: str = ""
 
 
 class E2EService(BaseService[E2EConfig]):
-    """Succeeds, fails, or hangs (on the loop or in a thread); touches a file per cycle."""
+    """Succeeds, fails, hangs (awaiting, in a thread) or blocks the loop; marks each cycle."""
 
     SERVICE_NAME = "e2e"
     CONFIG_CLASS = E2EConfig
@@ -43,3 +43,5 @@ class E2EService(BaseService[E2EConfig]):
             await asyncio.sleep(60)
         if self.config.mode == "thread":  # blocked where cancellation cannot reach
             await asyncio.to_thread(time.sleep, 60)
+        if self.config.mode == "block":  # the bug this mode stands for: the loop stops
+            time.sleep(60)  # noqa: ASYNC251
