@@ -2,6 +2,7 @@ import asyncio
 import io
 import itertools
 import json
+import linecache
 import time
 from pathlib import Path
 
@@ -408,3 +409,32 @@ async def test_a_cycle_that_ends_within_the_grace_completes() -> None:
     service.release.set()
     assert await asyncio.wait_for(loop, 5) is False
     assert counter(type(service), "cycles_success") == 1
+
+
+async def test_repeated_failures_log_the_traceback_once(log_stream: io.StringIO) -> None:
+    """The same failure's traceback is logged once; its repeats are one line with a count."""
+    script: list[float | BaseException] = [ValueError("same"), ValueError("same"), ValueError("x")]
+    service = scripted()(BaseServiceConfig(max_consecutive_failures=0), [*script, KeyError("k"), 0])
+    await service.run_forever()
+    failed = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    failed = [line for line in failed if line["event"] == "cycle failed"]
+    assert [line["error"] for line in failed] == [
+        "ValueError: same",
+        "ValueError: same",
+        "ValueError: x",
+        "KeyError: 'k'",
+    ]
+    assert ["exception" in line for line in failed] == [True, False, False, True]
+    assert [line.get("repeat") for line in failed] == [None, 2, 3, None]
+    file, line = failed[0]["at"].rsplit(":", 1)
+    assert linecache.getline(file, int(line)).strip() == "raise step"  # where it was raised
+
+
+async def test_a_huge_error_message_is_shortened(log_stream: io.StringIO) -> None:
+    """An exception carrying a whole payload is logged shortened, saying how much was cut."""
+    service = scripted()(BaseServiceConfig(), [RuntimeError("x" * 5000)])
+    await service.run_forever()
+    failed = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    error = next(line["error"] for line in failed if line["event"] == "cycle failed")
+    assert error.endswith("... (4014 more characters)")
+    assert len(error) < 1100

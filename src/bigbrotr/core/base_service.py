@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import time
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
@@ -33,6 +34,17 @@ from bigbrotr.core.yaml import ConfigFileError, load_yaml
 __all__ = ["BaseService", "BaseServiceConfig", "describe_validation_error", "load_config"]
 
 ONE_WEEK_SECONDS = 604_800.0
+#: Distinct (exception type, place) pairs whose repeats are counted; past it, every
+#: new kind is logged with its traceback (bounded memory, nothing hidden).
+_MAX_FAILURE_KINDS = 1000
+_MAX_ERROR_TEXT = 1000
+
+
+def _shortened(text: str) -> str:
+    """At most ``_MAX_ERROR_TEXT`` characters: an exception message can be a whole payload."""
+    if len(text) <= _MAX_ERROR_TEXT:
+        return text
+    return f"{text[:_MAX_ERROR_TEXT]}... ({len(text) - _MAX_ERROR_TEXT} more characters)"
 
 
 class BaseServiceConfig(BaseModel):
@@ -178,6 +190,7 @@ class BaseService(ABC, Generic[ConfigT]):
         self._started = False
         self._consecutive_failures = 0
         self._cycle_scope: asyncio.Timeout | None = None
+        self._failures_seen: dict[tuple[str, str], int] = {}
         self._cut_by_grace = False
         enabled = self._config.metrics.enabled
         name = self.SERVICE_NAME
@@ -349,15 +362,28 @@ class BaseService(ABC, Generic[ConfigT]):
         return True
 
     def _record_failure(self, exc: Exception) -> None:
+        """Count a failed cycle and log it: the traceback once per type and place.
+
+        A service failing every second would otherwise write a traceback every
+        second; the repeats are one line each, with how often this failure has
+        been seen.
+        """
         self._consecutive_failures += 1
         self.inc_counter("cycles_failed")
         self.inc_counter(f"errors_{type(exc).__name__}")
         self.set_gauge("consecutive_failures", self._consecutive_failures)
+        frames = traceback.extract_tb(exc.__traceback__)
+        place = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+        key = (type(exc).__name__, place)
+        seen = self._failures_seen.get(key, 0) + 1
+        if seen > 1 or len(self._failures_seen) < _MAX_FAILURE_KINDS:
+            self._failures_seen[key] = seen
         self._log.error(
             "cycle failed",
-            error=f"{type(exc).__name__}: {exc}",
+            error=_shortened(f"{type(exc).__name__}: {exc}"),
+            at=place,
             consecutive_failures=self._consecutive_failures,
-            exc_info=exc,
+            **({"exc_info": exc} if seen == 1 else {"repeat": seen}),
         )
 
     def _apply_shutdown_grace(self) -> None:
