@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from bigbrotr import __version__
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
+from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.yaml import ConfigFileError
 from tests.conftest import ScriptedService, metrics_on, scripted, unique_name
 
@@ -438,3 +439,38 @@ async def test_a_huge_error_message_is_shortened(log_stream: io.StringIO) -> Non
     error = next(line["error"] for line in failed if line["event"] == "cycle failed")
     assert error.endswith("... (4014 more characters)")
     assert len(error) < 1100
+
+
+def test_names_past_max_names_fold_into_overflow(log_stream: io.StringIO) -> None:
+    """Past metrics.max_names, new names fold into __overflow__, counted, with one WARNING."""
+    cls = scripted()
+    service = cls(BaseServiceConfig(metrics=MetricsConfig(enabled=True, max_names=10)))
+    for i in range(25):
+        service.inc_counter(f"item_{i}", 2)
+    service.inc_counter("item_3")  # a name kept before the limit still counts as itself
+    service.set_gauge("depth_0", 1)
+    labels = {"service": cls.SERVICE_NAME}
+    get = REGISTRY.get_sample_value
+    assert counter(cls, "item_9") == 2 and counter(cls, "item_3") == 3
+    assert counter(cls, "item_10") is None
+    assert counter(cls, "__overflow__") == 30  # 15 folded updates of 2: nothing is lost
+    assert get("service_name_overflow_updates_total", {**labels, "family": "service_counter"}) == 15
+    assert gauge(cls, "depth_0") == 1
+    warnings = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    warnings = [line for line in warnings if "__overflow__" in line["event"]]
+    assert len(warnings) == 1
+    assert (warnings[0]["family"], warnings[0]["first_folded"]) == ("service_counter", "item_10")
+
+
+async def test_new_exception_types_fold_too() -> None:
+    """errors_<ExceptionType> names are guarded by max_names like any other name."""
+    errors = [type(f"Error{i}", (Exception,), {})() for i in range(12)]
+    cls = scripted()
+    metrics = MetricsConfig(enabled=True, max_names=10)
+    config = BaseServiceConfig(max_consecutive_failures=0, metrics=metrics)
+    await cls(config, [*errors, 0]).run_forever()
+    assert counter(cls, "cycles_failed") == 12
+    assert counter(cls, "errors_Error0") == 1
+    named = sum(counter(cls, f"errors_Error{i}") or 0 for i in range(12))
+    assert named + (counter(cls, "__overflow__") or 0) == 12
+    assert counter(cls, "__overflow__")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
 import traceback
@@ -27,6 +28,7 @@ from bigbrotr.core.metrics import (
     SERVICE_COUNTER,
     SERVICE_GAUGE,
     SERVICE_INFO,
+    SERVICE_NAME_OVERFLOW,
     MetricsConfig,
 )
 from bigbrotr.core.yaml import ConfigFileError, load_yaml
@@ -38,6 +40,8 @@ ONE_WEEK_SECONDS = 604_800.0
 #: new kind is logged with its traceback (bounded memory, nothing hidden).
 _MAX_FAILURE_KINDS = 1000
 _MAX_ERROR_TEXT = 1000
+#: The ``name`` that updates past ``metrics.max_names`` are folded into.
+OVERFLOW_NAME = "__overflow__"
 
 
 def _shortened(text: str) -> str:
@@ -101,23 +105,40 @@ ChildT = TypeVar("ChildT", bound=_CounterChild)
 
 
 class _Children(dict[str, ChildT]):
-    """Labelled children by ``name``, created on first use.
+    """Labelled children by ``name``, created on first use, at most ``limit`` of them.
 
     A hit is one C-level dict lookup, which keeps helper calls close to the
     cost of a bare child call. When disabled, every name maps to a shared
-    no-op child and nothing is stored.
+    no-op child and nothing is stored. Past ``limit`` names, a new name gets
+    the ``__overflow__`` child (not stored, so memory stays bounded) and
+    ``on_overflow`` is called for every such update.
     """
 
-    def __init__(self, make: Callable[[str], ChildT] | None) -> None:
+    def __init__(
+        self,
+        make: Callable[[str], ChildT] | None,
+        limit: int = 0,
+        on_overflow: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__()
         self._make = make
+        self._limit = limit
+        self._on_overflow = on_overflow
 
     def __missing__(self, name: str) -> ChildT:
         if self._make is None:
             return cast(ChildT, _NOOP)
-        child = self._make(name)
-        self[name] = child
+        if self._limit and len(self) >= self._limit:
+            if self._on_overflow is not None:
+                self._on_overflow(name)
+            return self._overflow
+        child = self[name] = self._make(name)
         return child
+
+    @functools.cached_property
+    def _overflow(self) -> ChildT:
+        assert self._make is not None
+        return self._make(OVERFLOW_NAME)
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -191,15 +212,37 @@ class BaseService(ABC, Generic[ConfigT]):
         self._consecutive_failures = 0
         self._cycle_scope: asyncio.Timeout | None = None
         self._failures_seen: dict[tuple[str, str], int] = {}
+        self._overflowed: dict[str, bool] = {}
         self._cut_by_grace = False
         enabled = self._config.metrics.enabled
-        name = self.SERVICE_NAME
+        name, limit = self.SERVICE_NAME, self._config.metrics.max_names
         self._counters: _Children[_CounterChild] = _Children(
-            (lambda n: SERVICE_COUNTER.labels(name, n)) if enabled else None
+            (lambda n: SERVICE_COUNTER.labels(name, n)) if enabled else None,
+            limit,
+            self._overflow_counter("service_counter"),
         )
         self._gauges: _Children[_GaugeChild] = _Children(
-            (lambda n: SERVICE_GAUGE.labels(name, n)) if enabled else None
+            (lambda n: SERVICE_GAUGE.labels(name, n)) if enabled else None,
+            limit,
+            self._overflow_counter("service_gauge"),
         )
+
+    def _overflow_counter(self, family: str) -> Callable[[str], None]:
+        """Count (and the first time, log) an update folded into ``__overflow__``."""
+        limit = self._config.metrics.max_names
+
+        def overflow(name: str) -> None:
+            if not self._overflowed.get(family):
+                self._overflowed[family] = True
+                self._log.warning(
+                    "too many metric names, folding new ones into __overflow__",
+                    family=family,
+                    max_names=limit,
+                    first_folded=_shortened(name),
+                )
+            SERVICE_NAME_OVERFLOW.labels(self.SERVICE_NAME, family).inc()
+
+        return overflow
 
     @property
     def config(self) -> ConfigT:
@@ -435,3 +478,5 @@ class BaseService(ABC, Generic[ConfigT]):
             self.set_gauge("consecutive_failures", 0)
             self.set_gauge("cycle_in_progress_start_timestamp", 0)
             self.set_gauge("interval_seconds", self._config.interval)
+            for family in ("service_counter", "service_gauge"):
+                SERVICE_NAME_OVERFLOW.labels(self.SERVICE_NAME, family).inc(0)

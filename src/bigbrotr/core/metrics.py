@@ -32,6 +32,7 @@ __all__ = [
     "SERVICE_COUNTER",
     "SERVICE_GAUGE",
     "SERVICE_INFO",
+    "SERVICE_NAME_OVERFLOW",
     "MetricsConfig",
     "MetricsServer",
     "start_metrics_server",
@@ -43,6 +44,11 @@ SERVICE_GAUGE = Gauge(
 )
 SERVICE_COUNTER = Counter(
     "service_counter", "Cumulative service totals, by name.", ["service", "name"]
+)
+SERVICE_NAME_OVERFLOW = Counter(
+    "service_name_overflow_updates",
+    "Updates folded into name=__overflow__ because metrics.max_names was reached.",
+    ["service", "family"],
 )
 CYCLE_DURATION_SECONDS = Histogram(
     "cycle_duration_seconds",
@@ -68,6 +74,10 @@ class MetricsConfig(BaseModel):
         max_requests_in_flight: Concurrent scrapes served; more get 503, so a
             scrape storm cannot pile up work in the service.
         render_timeout: Seconds a scrape waits for its render before 503.
+        max_names: Distinct ``name`` values a service may use in
+            ``service_gauge`` and in ``service_counter_total`` (each); updates to
+            further names are folded into ``name="__overflow__"`` and counted in
+            ``service_name_overflow_updates_total``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -78,6 +88,7 @@ class MetricsConfig(BaseModel):
     path: str = "/metrics"
     max_requests_in_flight: int = Field(default=10, ge=1, le=10_000)
     render_timeout: float = Field(default=10.0, gt=0, le=600)
+    max_names: int = Field(default=1000, ge=10, le=1_000_000)
 
     @field_validator("port")
     @classmethod
