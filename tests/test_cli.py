@@ -54,6 +54,7 @@ def test_check_prints_resolved_config(
         "path": "/metrics",
         "max_requests_in_flight": 10,
         "render_timeout": 10.0,
+        "max_names": 1000,
     }
     assert resolved["max_consecutive_failures"] == 5
 
