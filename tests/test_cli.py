@@ -1,5 +1,8 @@
+import json
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -179,3 +182,52 @@ def test_a_module_that_fails_to_import_is_one_line_exit_2(
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
     assert expected.format(path=path) in err
+
+
+def test_check_fails_on_a_host_run_could_not_bind(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Check resolves metrics.host as run would; an unknown name is one line, file and field."""
+    path = tmp_path / "bad-host.yaml"
+    path.write_text("metrics:\n  enabled: true\n  host: no-such-host.invalid\n")
+    code, _, err = run_cli(capsys, "check", "demo", "--config", str(path))
+    assert code == 2
+    assert err.startswith(f"bigbrotr: error: {path}: field 'metrics.host': cannot resolve ")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_check_and_the_start_log_mask_secrets(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Check prints secret-named fields and URL passwords masked, whatever their source."""
+    (tmp_path / "secretive.py").write_text(
+        "from bigbrotr.core.base_service import BaseService, BaseServiceConfig\n"
+        "class Config(BaseServiceConfig):\n"
+        "    api_token: str = ''\n"
+        "    dsn: str = ''\n"
+        "class Secretive(BaseService[Config]):\n"
+        "    SERVICE_NAME = 'secretive'\n"
+        "    CONFIG_CLASS = Config\n"
+        "    async def cleanup(self): return 0\n"
+        "    async def run(self): pass\n"
+    )
+    monkeypatch.setenv("API_TOKEN", "tok-from-env")
+    config = tmp_path / "secretive.yaml"
+    config.write_text("api_token: ${API_TOKEN}\ndsn: postgresql://app:pw123@db/main\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out, _ = run_cli(capsys, "check", "secretive:Secretive", "--config", str(config))
+    assert code == 0
+    resolved = yaml.safe_load(out)
+    assert resolved["api_token"] == "********"
+    assert resolved["dsn"] == "postgresql://app:********@db/main"
+    assert "tok-from-env" not in out and "pw123" not in out
+    run = subprocess.run(
+        [sys.executable, "-m", "bigbrotr", "run", "secretive:Secretive", "--once",
+         "--log-format", "json", "--config", str(config)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    started = [json.loads(line) for line in run.stderr.splitlines() if '"starting"' in line]
+    assert started[0]["config"]["api_token"] == "********"
+    assert "tok-from-env" not in run.stderr and "pw123" not in run.stderr

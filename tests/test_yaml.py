@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from bigbrotr.core.yaml import ConfigFileError, load_yaml
+from bigbrotr.core.yaml import MAX_NODES, ConfigFileError, FromEnvironment, load_yaml
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -99,3 +99,46 @@ def test_unsafe_tags_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "x: !!python/object/apply:os.system ['true']\n")
     with pytest.raises(ConfigFileError, match=r"config\.yaml:1: "):
         load_yaml(path)
+
+
+def test_alias_bombs_are_refused_quickly(tmp_path: Path) -> None:
+    """A small file whose aliases expand to billions of values is one short error, at once."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    path = write(tmp_path, "\n".join(lines) + "\n")
+    assert path.stat().st_size < 600  # the issue's was 466 bytes
+    with pytest.raises(ConfigFileError) as info:
+        load_yaml(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: the document expands to more than {MAX_NODES} values")
+    assert len(message) < 300
+
+
+def test_a_few_aliases_are_fine(tmp_path: Path) -> None:
+    """Ordinary alias use (a shared block) still loads."""
+    text = "base: &base {enabled: true, port: 9100}\nmetrics: *base\n"
+    assert load_yaml(write(tmp_path, text))["metrics"] == {"enabled": True, "port": 9100}
+
+
+def test_duplicate_keys_name_both_lines(tmp_path: Path) -> None:
+    """A key given twice in one mapping is an error naming both lines, at any depth."""
+    path = write(tmp_path, "interval: 5\nmetrics:\n  port: 1\n  host: x\n  port: 2\n")
+    with pytest.raises(
+        ConfigFileError, match=r":5: duplicate key 'port' \(first given at line 3\)"
+    ):
+        load_yaml(path)
+    assert load_yaml(write(tmp_path, "a: {port: 1}\nb: {port: 2}\n")) == {
+        "a": {"port": 1},
+        "b": {"port": 2},
+    }
+
+
+def test_strings_from_the_environment_are_marked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A string that took text from ${VAR} is a FromEnvironment; a literal one is not."""
+    monkeypatch.setenv("TOKEN", "s3cr3t")
+    data = load_yaml(write(tmp_path, "token: ${TOKEN}\nurl: 'x-${TOKEN}'\nplain: text\n"))
+    assert isinstance(data["token"], FromEnvironment) and data["token"] == "s3cr3t"
+    assert isinstance(data["url"], FromEnvironment)
+    assert not isinstance(data["plain"], FromEnvironment)

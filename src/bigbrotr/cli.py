@@ -83,10 +83,13 @@ def _check(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     from bigbrotr.runner import resolve_target
 
     signals.restore()  # nothing to stop gracefully: Ctrl-C just interrupts
+    from bigbrotr.core.config import masked
+
     target = resolve_target(args.target)
     config = target.load_config(args.config)
+    target.check_host(config, args.config)
     target.build(config)  # what `run` would do next, so `check` fails where `run` would
-    print(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), end="")
+    print(yaml.safe_dump(masked(config), sort_keys=False), end="")
     return EXIT_OK
 
 

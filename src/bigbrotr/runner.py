@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 import sys
 import traceback
 from dataclasses import dataclass
@@ -18,12 +19,8 @@ from types import ModuleType
 
 from pydantic import ValidationError
 
-from bigbrotr.core.base_service import (
-    BaseService,
-    BaseServiceConfig,
-    describe_validation_error,
-    load_config,
-)
+from bigbrotr.core.base_service import BaseService, BaseServiceConfig, load_config
+from bigbrotr.core.config import describe_validation_error, masked
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.yaml import ConfigFileError
@@ -81,6 +78,26 @@ class Target:
             raise UsageError(
                 f"{self.service_class.__name__} defaults: {describe_validation_error(exc)} "
                 "(pass --config FILE)"
+            ) from None
+
+    def check_host(self, config: BaseServiceConfig, path: Path | None) -> None:
+        """Resolve ``metrics.host`` as ``run`` would bind it (when metrics are on).
+
+        Raises:
+            UsageError: If the name does not resolve; the message names the
+                config file (``path``, else the default one).
+        """
+        metrics = config.metrics
+        if not metrics.enabled:
+            return
+        try:
+            socket.getaddrinfo(metrics.host, metrics.port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            source = path or self.default_config
+            where = f"{source}: " if source else ""
+            raise UsageError(
+                f"{where}field 'metrics.host': cannot resolve {metrics.host!r}: {reason}"
             ) from None
 
     def build(self, config: BaseServiceConfig) -> BaseService[BaseServiceConfig]:
@@ -199,5 +216,5 @@ def _log_start(service: BaseService[BaseServiceConfig], once: bool) -> None:
         "starting",
         target=f"{service_class.__module__}:{service_class.__qualname__}",
         once=once,
-        config=service.config.model_dump(mode="json"),
+        config=masked(service.config),
     )

@@ -19,9 +19,10 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from bigbrotr import __version__
+from bigbrotr.core.config import Settings, describe_validation_error
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics import (
     CYCLE_DURATION_SECONDS,
@@ -36,6 +37,8 @@ from bigbrotr.core.yaml import ConfigFileError, load_yaml
 __all__ = ["BaseService", "BaseServiceConfig", "describe_validation_error", "load_config"]
 
 ONE_WEEK_SECONDS = 604_800.0
+#: A shorter interval would keep the loop busy starting cycles.
+MIN_INTERVAL = 0.01
 #: Distinct (exception type, place) pairs whose repeats are counted; past it, every
 #: new kind is logged with its traceback (bounded memory, nothing hidden).
 _MAX_FAILURE_KINDS = 1000
@@ -51,12 +54,12 @@ def _shortened(text: str) -> str:
     return f"{text[:_MAX_ERROR_TEXT]}... ({len(text) - _MAX_ERROR_TEXT} more characters)"
 
 
-class BaseServiceConfig(BaseModel):
+class BaseServiceConfig(Settings):
     """Settings every service has; subclasses add their own fields.
 
     Attributes:
         interval: Seconds between cycle starts (start-to-start, so run time
-            does not add drift).
+            does not add drift); at least 0.01, as shorter busy-loops.
         max_consecutive_failures: Failed cycles in a row after which the loop
             stops; 0 means never stop.
         cycle_timeout: Seconds a cycle may run before it is cancelled and
@@ -66,13 +69,18 @@ class BaseServiceConfig(BaseModel):
         metrics: The Prometheus endpoint.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    interval: float = Field(default=300.0, gt=0, le=ONE_WEEK_SECONDS)
+    interval: float = Field(default=300.0, le=ONE_WEEK_SECONDS)
     max_consecutive_failures: int = Field(default=5, ge=0, le=100)
     cycle_timeout: float | None = Field(default=None, gt=0, le=ONE_WEEK_SECONDS)
     shutdown_grace: float = Field(default=25.0, ge=0, le=3600)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @field_validator("interval")
+    @classmethod
+    def _usable_interval(cls, interval: float) -> float:
+        if not interval >= MIN_INTERVAL:
+            raise ValueError(f"interval must be at least {MIN_INTERVAL} s (shorter busy-loops)")
+        return interval
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseServiceConfig)
@@ -139,28 +147,6 @@ class _Children(dict[str, ChildT]):
     def _overflow(self) -> ChildT:
         assert self._make is not None
         return self._make(OVERFLOW_NAME)
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """Summarise a pydantic error as one line naming each bad field.
-
-    Args:
-        exc: The validation error.
-
-    Returns:
-        For example ``field 'metrics.port': port must be ... (got 80)``.
-    """
-    parts = []
-    for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            parts.append(f"unknown field '{field}'")
-        elif error["type"] == "missing":
-            parts.append(f"field '{field}': required but not given")
-        else:
-            parts.append(f"field '{field}': {message} (got {error['input']!r})")
-    return "; ".join(parts)
 
 
 def load_config(

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Annotated
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
 from prometheus_client.registry import CollectorRegistry
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from bigbrotr.core.config import Settings
 
 if TYPE_CHECKING:
     from bigbrotr.core.server import MetricsServer
@@ -58,7 +60,11 @@ CYCLE_DURATION_SECONDS = Histogram(
 )
 
 
-class MetricsConfig(BaseModel):
+#: No render of a real registry, with its thread hand-off, finishes sooner.
+MIN_RENDER_TIMEOUT = 0.1
+
+
+class MetricsConfig(Settings):
     """Configuration for the Prometheus metrics endpoint.
 
     Set ``host`` to ``"0.0.0.0"`` in container environments to allow external
@@ -73,21 +79,20 @@ class MetricsConfig(BaseModel):
         path: URL path of the endpoint.
         max_requests_in_flight: Concurrent scrapes served; more get 503, so a
             scrape storm cannot pile up work in the service.
-        render_timeout: Seconds a scrape waits for its render before 503.
+        render_timeout: Seconds a scrape waits for its render before 503; at
+            least 0.1, as a shorter one would answer every scrape 503.
         max_names: Distinct ``name`` values a service may use in
             ``service_gauge`` and in ``service_counter_total`` (each); updates to
             further names are folded into ``name="__overflow__"`` and counted in
             ``service_name_overflow_updates_total``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     enabled: bool = False
     port: int = 8000
     host: Annotated[str, Field(min_length=1)] = "127.0.0.1"
     path: str = "/metrics"
     max_requests_in_flight: int = Field(default=10, ge=1, le=10_000)
-    render_timeout: float = Field(default=10.0, gt=0, le=600)
+    render_timeout: float = Field(default=10.0, le=600)
     max_names: int = Field(default=1000, ge=10, le=1_000_000)
 
     @field_validator("port")
@@ -97,11 +102,23 @@ class MetricsConfig(BaseModel):
             raise ValueError("port must be 0 (any free port) or between 1024 and 65535")
         return port
 
+    @field_validator("render_timeout")
+    @classmethod
+    def _usable_render_timeout(cls, timeout: float) -> float:
+        if not timeout >= MIN_RENDER_TIMEOUT:
+            raise ValueError(
+                f"render_timeout must be at least {MIN_RENDER_TIMEOUT} s "
+                "(shorter would answer every scrape 503)"
+            )
+        return timeout
+
     @field_validator("path")
     @classmethod
     def _check_path(cls, path: str) -> str:
         if not path.startswith("/"):
             raise ValueError("path must start with '/'")
+        if "?" in path or "#" in path:
+            raise ValueError("path must not contain '?' or '#' (no request could reach it)")
         return path
 
 

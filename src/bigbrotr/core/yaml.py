@@ -3,7 +3,12 @@
 ``${VAR}`` and ``${VAR:-default}`` are expanded inside string scalars only, after
 parsing, so a value from the environment can never change the document's
 structure. A plain (unquoted) scalar that was interpolated is typed again, so
-``port: ${PORT}`` yields an int just as ``port: 8001`` would.
+``port: ${PORT}`` yields an int just as ``port: 8001`` would; a string that took
+text from the environment is a ``FromEnvironment``, so errors need not echo it.
+
+A configuration file is small: a document that expands (through aliases) to
+more than ``MAX_NODES`` nodes is refused before it is built, and a key given
+twice in one mapping is an error naming both lines.
 """
 
 from __future__ import annotations
@@ -15,9 +20,17 @@ from typing import Any
 
 import yaml
 
-__all__ = ["ConfigFileError", "load_yaml"]
+__all__ = ["MAX_NODES", "ConfigFileError", "FromEnvironment", "load_yaml"]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+#: Nodes a document may expand to, aliases counted at every use.
+MAX_NODES = 10_000
+
+
+class FromEnvironment(str):
+    """A string that took (part of) its text from ``${VAR}``: maybe a secret, never echoed."""
+
+    __slots__ = ()
 
 
 class ConfigFileError(ValueError):
@@ -52,12 +65,53 @@ class _InterpolatingLoader(yaml.SafeLoader):
             tag = self.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
             if tag != "tag:yaml.org,2002:str":
                 return self.construct_object(yaml.ScalarNode(tag, value))
-        return value
+        return FromEnvironment(value)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A mapping, refusing a key given twice (YAML would silently keep the last)."""
+        first_lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, list | dict):
+                continue  # unhashable: SafeLoader reports it
+            line = key_node.start_mark.line + 1
+            if key in first_lines:
+                raise yaml.MarkedYAMLError(
+                    problem=f"duplicate key {str(key)!r} (first given at line {first_lines[key]})",
+                    problem_mark=key_node.start_mark,
+                )
+            first_lines[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 _InterpolatingLoader.add_constructor(
     "tag:yaml.org,2002:str", _InterpolatingLoader.construct_interpolated
 )
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes in ``root`` with every alias counted at each use, without building anything.
+
+    Aliases make the node graph a DAG; sizes are memoised per node, so even
+    a "billion laughs" document is measured in time linear in its text.
+    """
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        if children_done or not children:
+            sizes[id(node)] = min(1 + sum(sizes[id(child)] for child in children), MAX_NODES + 1)
+            continue
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+    return sizes[id(root)]
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -86,6 +140,11 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     loader = _InterpolatingLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None and _expanded_size(node) > MAX_NODES:
+            raise ConfigFileError(
+                f"{file}: the document expands to more than {MAX_NODES} values (aliases "
+                "counted at every use); a configuration is never that big"
+            )
         data = loader.construct_document(node) if node is not None else {}
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -1,0 +1,93 @@
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from bigbrotr.core.base_service import BaseServiceConfig
+from bigbrotr.core.config import MASK, describe_validation_error, masked
+from bigbrotr.core.yaml import FromEnvironment
+
+
+class AppConfig(BaseServiceConfig):
+    """A service's own settings, with secrets of every kind."""
+
+    batch_size: int = 100
+    ratio: float | None = None
+    api_token: str = ""
+    db_password: str = ""
+    signing: SecretStr = SecretStr("")
+    dsn: str = ""
+    note: str = ""
+
+
+def error_line(**fields: object) -> str:
+    with pytest.raises(ValidationError) as info:
+        AppConfig.model_validate(fields)
+    return describe_validation_error(info.value)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "value"),
+    [
+        ({"interval": True}, "interval", True),
+        ({"batch_size": False}, "batch_size", False),
+        ({"ratio": True}, "ratio", True),
+        ({"cycle_timeout": True}, "cycle_timeout", True),
+        ({"metrics": {"port": True}}, "metrics.port", True),
+    ],
+)
+def test_booleans_are_not_numbers(fields: dict[str, object], field: str, value: bool) -> None:
+    """True or false where a number belongs is an error naming the field, ours or the user's."""
+    expected = f"field '{field}': expected a number, not a boolean (got {value})"
+    assert error_line(**fields) == expected
+
+
+def test_booleans_still_work_for_booleans() -> None:
+    """Boolean fields keep taking booleans."""
+    assert AppConfig.model_validate({"metrics": {"enabled": True}}).metrics.enabled is True
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"interval": 1e-9}, "interval must be at least 0.01 s (shorter busy-loops)"),
+        ({"metrics": {"render_timeout": 1e-9}}, "render_timeout must be at least 0.1 s"),
+        ({"metrics": {"path": "/metrics?x=1"}}, "must not contain '?' or '#'"),
+        ({"metrics": {"path": "/metrics#top"}}, "must not contain '?' or '#'"),
+    ],
+)
+def test_unusable_values_are_refused_with_the_reason(
+    fields: dict[str, object], reason: str
+) -> None:
+    """Values that would validate but never work (busy loop, every scrape 503, unreachable path)."""
+    assert reason in error_line(**fields)
+
+
+def test_values_from_the_environment_are_never_echoed() -> None:
+    """A bad value that came from ${VAR} (maybe a secret) is not repeated in the error."""
+    line = error_line(batch_size=FromEnvironment("hunter2-not-a-number"))
+    assert "hunter2" not in line
+    assert line.endswith("(got a value from the environment, not shown)")
+
+
+def test_long_values_are_shortened_in_errors() -> None:
+    """An echoed value is cut, so one error stays one short line."""
+    line = error_line(batch_size="9" * 10_000 + "x")
+    assert len(line) < 300 and "(10003 characters)" in line
+
+
+def test_masked_hides_secrets_by_type_name_and_url() -> None:
+    """SecretStr, secret-named fields and URL passwords are masked; nothing else is."""
+    config = AppConfig(
+        api_token=FromEnvironment("tok-123"),
+        db_password="pw",
+        signing=SecretStr("key"),
+        dsn="postgresql://app:s3cr3t@db:5432/main",
+        note="see https://example.com/a:b@c is not a credential",
+    )
+    shown = masked(config)
+    assert shown["api_token"] == MASK
+    assert shown["db_password"] == MASK
+    assert shown["signing"] == "**********"  # pydantic's own mask for SecretStr
+    assert shown["dsn"] == f"postgresql://app:{MASK}@db:5432/main"
+    assert shown["note"] == "see https://example.com/a:b@c is not a credential"
+    assert shown["batch_size"] == 100 and shown["metrics"]["port"] == 8000
+    assert "s3cr3t" not in repr(shown) and "tok-123" not in repr(shown)
