@@ -26,12 +26,14 @@ from bigbrotr.core.config import Settings, describe_validation_error
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics import (
     CYCLE_DURATION_SECONDS,
+    EVENT_LOOP_LAG_SECONDS,
     SERVICE_COUNTER,
     SERVICE_GAUGE,
     SERVICE_INFO,
     SERVICE_NAME_OVERFLOW,
     MetricsConfig,
 )
+from bigbrotr.core.watchdog import LoopWatchdog
 from bigbrotr.core.yaml import ConfigFileError, load_yaml
 
 __all__ = ["BaseService", "BaseServiceConfig", "describe_validation_error", "load_config"]
@@ -45,6 +47,10 @@ _MAX_FAILURE_KINDS = 1000
 _MAX_ERROR_TEXT = 1000
 #: The ``name`` that updates past ``metrics.max_names`` are folded into.
 OVERFLOW_NAME = "__overflow__"
+
+
+def _ignore(value: float) -> None:
+    """Take a measurement nobody records (metrics off)."""
 
 
 def _shortened(text: str) -> str:
@@ -66,6 +72,9 @@ class BaseServiceConfig(Settings):
             counted failed (``errors_TimeoutError``); None for no limit.
         shutdown_grace: Seconds a cycle in progress may go on after a shutdown
             request before it is cancelled; under Kubernetes' default 30 s.
+        loop_block_threshold: Seconds the event loop may be blocked before the
+            watchdog logs a WARNING with where it is stuck; 0 turns the
+            watchdog off (no ``event_loop_lag_seconds`` either).
         metrics: The Prometheus endpoint.
     """
 
@@ -73,6 +82,7 @@ class BaseServiceConfig(Settings):
     max_consecutive_failures: int = Field(default=5, ge=0, le=100)
     cycle_timeout: float | None = Field(default=None, gt=0, le=ONE_WEEK_SECONDS)
     shutdown_grace: float = Field(default=25.0, ge=0, le=3600)
+    loop_block_threshold: float = Field(default=1.0, ge=0, le=3600)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @field_validator("interval")
@@ -333,6 +343,14 @@ class BaseService(ABC, Generic[ConfigT]):
             cycles failed in a row; False if shutdown was requested.
         """
         self._start()
+        watchdog = self._watchdog()
+        try:
+            return await self._cycles()
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
+
+    async def _cycles(self) -> bool:
         limit = self._config.max_consecutive_failures
         while not self._shutdown.is_set():
             started = self.clock()
@@ -344,6 +362,23 @@ class BaseService(ABC, Generic[ConfigT]):
             if await self.wait(max(0.0, self._config.interval - (self.clock() - started))):
                 break
         return False
+
+    def _watchdog(self) -> LoopWatchdog | None:
+        """Start watching this loop (``loop_block_threshold``; 0 means no watchdog)."""
+        threshold = self._config.loop_block_threshold
+        if not threshold:
+            return None
+        observe: Callable[[float], None] = _ignore
+        if self._config.metrics.enabled:
+            observe = EVENT_LOOP_LAG_SECONDS.labels(self.SERVICE_NAME).observe
+        watchdog = LoopWatchdog(
+            asyncio.get_running_loop(),
+            threshold=threshold,
+            observe=observe,
+            service=self.SERVICE_NAME,
+        )
+        watchdog.start()
+        return watchdog
 
     async def run_cycle(self) -> bool:
         """Run one cycle, ``cleanup()`` then ``run()``, and record its metrics.

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CYCLE_DURATION_SECONDS",
+    "EVENT_LOOP_LAG_SECONDS",
     "SERVICE_COUNTER",
     "SERVICE_GAUGE",
     "SERVICE_INFO",
@@ -51,6 +52,12 @@ SERVICE_NAME_OVERFLOW = Counter(
     "service_name_overflow_updates",
     "Updates folded into name=__overflow__ because metrics.max_names was reached.",
     ["service", "family"],
+)
+EVENT_LOOP_LAG_SECONDS = Histogram(
+    "event_loop_lag_seconds",
+    "How late the service's event loop runs a callback, measured from another thread.",
+    ["service"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CYCLE_DURATION_SECONDS = Histogram(
     "cycle_duration_seconds",
