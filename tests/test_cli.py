@@ -58,6 +58,8 @@ def test_check_prints_resolved_config(
         "max_requests_in_flight": 10,
         "render_timeout": 10.0,
         "max_names": 1000,
+        "max_connections": 100,
+        "idle_timeout": 15.0,
     }
     assert resolved["max_consecutive_failures"] == 5
 

@@ -293,3 +293,85 @@ async def test_text_output_passes_promtool(http: aiohttp.ClientSession, tmp_path
         subprocess.run, ["promtool", "check", "metrics"], input=body, capture_output=True
     )
     assert check.returncode == 0, check.stderr.decode()
+
+
+def closed_by_server(sock: socket.socket, timeout: float = 5) -> bool:
+    """Whether the server closes ``sock`` within ``timeout`` (reading what it sent first)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return True
+
+
+async def test_connections_past_max_connections_are_closed_at_once(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Over max_connections, a new connection is closed at once and counted; scrapes resume."""
+    registry = rich_registry()
+    async with serving(registry, max_connections=3) as url:
+        port = int(url.split(":")[2].split("/")[0])
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        try:
+            extra = socket.create_connection(("127.0.0.1", port))
+            assert await asyncio.to_thread(closed_by_server, extra)
+            extra.close()
+            labels = {"reason": "max_connections"}
+            assert registry.get_sample_value("metrics_handler_connections_closed_total", labels)
+        finally:
+            for sock in held:
+                sock.close()
+        for _ in range(100):  # the server sees the held ones go
+            try:
+                async with http.get(url) as response:
+                    assert response.status == 200
+                    break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.05)
+        else:
+            pytest.fail("scrapes did not resume")
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"GET /metrics HTTP/1.1\r\nHost: x\r\n"],
+    ids=["idle connection", "request never finished (slowloris)"],
+)
+async def test_idle_and_unfinished_connections_are_closed(sent: bytes) -> None:
+    """A connection that sends nothing for idle_timeout is closed and counted."""
+    registry = rich_registry()
+    async with serving(registry, idle_timeout=0.5, render_timeout=0.2) as url:
+        port = int(url.split(":")[2].split("/")[0])
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(sent)
+        assert await asyncio.to_thread(closed_by_server, sock, 5)
+        sock.close()
+        labels = {"reason": "idle_timeout"}
+        assert registry.get_sample_value("metrics_handler_connections_closed_total", labels) == 1
+
+
+async def test_malformed_requests_are_one_line_a_minute(log_stream: io.StringIO) -> None:
+    """Oversized URLs and headers get 400, are counted, and log one line without a traceback."""
+    registry = rich_registry()
+    async with serving(registry) as url:
+        port = int(url.split(":")[2].split("/")[0])
+        requests = [
+            b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 100_000 + b"\r\n\r\n",
+            b"NONSENSE\r\n\r\n",
+        ]
+        for raw in requests * 3:
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(raw)
+                sock.settimeout(5)
+                assert sock.recv(100).split(b"\r\n")[0].endswith(b" 400 Bad Request")
+    assert registry.get_sample_value("metrics_handler_client_errors_total") == 9
+    lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    client_lines = [line for line in lines if "malformed request" in line["event"]]
+    assert len(client_lines) == 1
+    assert "exception" not in client_lines[0]
+    assert all("Traceback" not in json.dumps(line) for line in lines)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
 from prometheus_client.registry import CollectorRegistry
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from bigbrotr.core.config import Settings
 
@@ -92,6 +92,11 @@ class MetricsConfig(Settings):
             ``service_gauge`` and in ``service_counter_total`` (each); updates to
             further names are folded into ``name="__overflow__"`` and counted in
             ``service_name_overflow_updates_total``.
+        max_connections: Open connections to the endpoint; more are closed at
+            once, so no client can exhaust the process's file descriptors.
+        idle_timeout: Seconds a connection may send nothing (idle keep-alive,
+            or a request never finished) before it is closed; longer than
+            ``render_timeout``, so no scrape is cut while it waits.
     """
 
     enabled: bool = False
@@ -101,6 +106,8 @@ class MetricsConfig(Settings):
     max_requests_in_flight: int = Field(default=10, ge=1, le=10_000)
     render_timeout: float = Field(default=10.0, le=600)
     max_names: int = Field(default=1000, ge=10, le=1_000_000)
+    max_connections: int = Field(default=100, ge=1, le=100_000)
+    idle_timeout: float = Field(default=15.0, gt=0, le=3600)
 
     @field_validator("port")
     @classmethod
@@ -118,6 +125,15 @@ class MetricsConfig(Settings):
                 "(shorter would answer every scrape 503)"
             )
         return timeout
+
+    @model_validator(mode="after")
+    def _idle_outlasts_render(self) -> MetricsConfig:
+        if self.idle_timeout <= self.render_timeout:
+            raise ValueError(
+                f"idle_timeout ({self.idle_timeout}) must be longer than render_timeout "
+                f"({self.render_timeout}), or a slow render would be cut off"
+            )
+        return self
 
     @field_validator("path")
     @classmethod

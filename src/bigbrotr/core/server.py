@@ -1,33 +1,290 @@
-"""``MetricsServer``: the metrics endpoint on aiohttp, a thin adapter over ``Endpoint``.
+"""``MetricsServer``: the metrics endpoint on aiohttp, on a thread and loop of its own.
 
 Every request goes to ``bigbrotr.core.exposition.Endpoint``, which holds the
 whole policy (negotiation, gzip, 404/405, limits, the 500 and 503 reasons)
-and renders off the event loop; this module only binds the socket and
-translates aiohttp's request and response.
+and renders off the event loop. This module binds the socket and translates
+aiohttp's request and response, and it keeps hostile or broken clients from
+costing the service anything:
+
+- The server runs its own event loop in its own thread, so a scrape flood or
+  a slow client is never work on the service's loop (which neither renders
+  nor serves).
+- At most ``max_connections`` connections are open; more are closed at once.
+- A connection that sends nothing for ``idle_timeout`` seconds (an idle
+  keep-alive, or a request never finished: slowloris) is closed.
+- Malformed requests and failed accepts are counted and logged in one line at
+  most once a minute, never as tracebacks.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import weakref
+from concurrent.futures import Future
+from typing import Any, ClassVar, cast
+
 from aiohttp import web
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Counter
 from prometheus_client.registry import CollectorRegistry
 
 from bigbrotr.core.exposition import Endpoint, Request
+from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics import MetricsConfig
 
 __all__ = ["MetricsServer"]
+
+_log = get_logger(__name__)
+#: Client errors are logged at most this often (seconds).
+_CLIENT_ERROR_LOG_EVERY = 60.0
+
+
+class _ConnectionMetrics:
+    """The server's connection-level counters, registered once per registry."""
+
+    _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, _ConnectionMetrics]] = (
+        weakref.WeakKeyDictionary()
+    )
+    _lock = threading.Lock()
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        closed = Counter(
+            "metrics_handler_connections_closed",
+            "Connections the metrics server closed itself, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.over_limit = closed.labels("max_connections")
+        self.idle = closed.labels("idle_timeout")
+        self.client_errors = Counter(
+            "metrics_handler_client_errors",
+            "Malformed requests and failed accepts on the metrics server.",
+            registry=registry,
+        )
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry) -> _ConnectionMetrics:
+        with cls._lock:
+            metrics = cls._by_registry.get(registry)
+            if metrics is None:
+                metrics = cls._by_registry[registry] = cls(registry)
+            return metrics
+
+
+def _client_error_log(counter: Any) -> logging.Logger:
+    """A logger of its own for one server's client errors, passing them on once a minute.
+
+    Not registered by name, so each server's filter sees only its own errors;
+    what passes goes up to ``bigbrotr.http`` and the handlers configured there.
+    """
+    logger = logging.Logger("bigbrotr.http.clients")
+    logger.parent = logging.getLogger("bigbrotr.http")
+    logger.addFilter(_OncePerMinute(counter))
+    return logger
+
+
+class _OncePerMinute(logging.Filter):
+    """Turns aiohttp's per-request error tracebacks into one counted line a minute."""
+
+    def __init__(self, counter: Any) -> None:
+        super().__init__()
+        self._counter = counter
+        self._since_logged = 0
+        self._logged_at = -_CLIENT_ERROR_LOG_EVERY
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Count the record; let one summary line through per minute, without a traceback."""
+        self._counter.inc()
+        self._since_logged += 1
+        error = record.exc_info[1] if record.exc_info else None
+        detail = f"{type(error).__name__}: {error}" if error else record.getMessage()
+        record.exc_info = record.exc_text = None
+        now = time.monotonic()
+        if now - self._logged_at < _CLIENT_ERROR_LOG_EVERY:
+            return False
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = "metrics server: %d malformed request(s) or failed accept(s); last: %s"
+        record.args = (self._since_logged, " ".join(detail.split())[:200])
+        self._since_logged, self._logged_at = 0, now
+        return True
+
+
+class _Connections:
+    """The live connections of one server, and the limits they are held to."""
+
+    def __init__(self, config: MetricsConfig, metrics: _ConnectionMetrics) -> None:
+        self.live = 0
+        self.max = config.max_connections
+        self.idle_timeout = config.idle_timeout
+        self.metrics = metrics
+
+
+class _Guarded(asyncio.Protocol):
+    """aiohttp's protocol for one connection, behind the connection limit and idle timer."""
+
+    def __init__(self, inner: asyncio.Protocol, connections: _Connections) -> None:
+        self._inner = inner
+        self._connections = connections
+        self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._accepted = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stream = cast(asyncio.Transport, transport)  # create_server gives stream transports
+        connections = self._connections
+        if connections.live >= connections.max:
+            connections.metrics.over_limit.inc()
+            stream.abort()
+            return
+        connections.live += 1
+        self._accepted = True
+        self._transport = stream
+        self._arm()
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._arm()
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._disarm()  # a slow reader of a large body is not idle
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._arm()
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self._accepted:
+            return
+        self._connections.live -= 1
+        self._disarm()
+        self._inner.connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._connections.idle_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._transport is not None and not self._transport.is_closing():
+            self._connections.metrics.idle.inc()
+            self._transport.abort()
+
+
+class _ServerThread:
+    """An aiohttp server on its own event loop in a daemon thread."""
+
+    def __init__(self, config: MetricsConfig, endpoint: Endpoint, metrics: _ConnectionMetrics):
+        self.bound: Future[int] = Future()
+        self.done: Future[None] = Future()
+        self._config = config
+        self._endpoint = endpoint
+        self._metrics = metrics
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._errors = _client_error_log(metrics.client_errors)
+        threading.Thread(target=self._main, name="bigbrotr-http", daemon=True).start()
+
+    def stop(self) -> None:
+        """Ask the server to close (from any thread); ``done`` completes when it has."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # its loop already ended
+                loop.call_soon_threadsafe(stop.set)
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as exc:  # handed to whoever waits
+            if not self.bound.done():
+                self.bound.set_exception(exc)
+        finally:
+            if not self.done.done():
+                self.done.set_result(None)
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop, self._stop = loop, asyncio.Event()
+        loop.set_exception_handler(self._loop_error)
+        endpoint = self._endpoint
+        config = self._config
+
+        async def handle(request: web.Request) -> web.Response:
+            response = await endpoint.respond(
+                Request(
+                    request.method,
+                    request.path,
+                    tuple(request.headers.items()),
+                    tuple(request.query.items()),
+                )
+            )
+            return web.Response(
+                status=response.status, headers=response.headers, body=response.body
+            )
+
+        app = web.Application()
+        app.router.add_route("*", "/{path:.*}", handle)
+        # shutdown_timeout: stop() waits this long for scrapes in flight, not aiohttp's 60 s.
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            logger=self._errors,
+            # Idle connections are ours to close (and count); aiohttp's timer is a backstop.
+            keepalive_timeout=config.idle_timeout * 2,
+        )
+        await runner.setup()
+        connections = _Connections(config, self._metrics)
+        protocols = runner.server
+        assert protocols is not None
+        try:
+            server = await loop.create_server(
+                lambda: _Guarded(protocols(), connections), config.host, config.port
+            )
+        except OSError as exc:
+            await runner.cleanup()
+            self.bound.set_exception(exc)
+            return
+        self.bound.set_result(int(server.sockets[0].getsockname()[1]))
+        try:
+            await self._stop.wait()
+        finally:
+            server.close()
+            await runner.cleanup()
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Failed accepts (EMFILE ...) go to the once-a-minute line, not to tracebacks."""
+        error = context.get("exception")
+        message = f"{context.get('message', 'error')}: {error}" if error else context["message"]
+        self._errors.warning(message)
 
 
 class MetricsServer:
     """Async HTTP server exposing a Prometheus-compatible metrics endpoint.
 
-    Built on aiohttp so it shares the service's event loop, but the loop never
-    renders: bodies are rendered (and gzipped) in a worker thread, and
-    concurrent scrapes of one format share a render. The format follows
-    ``Accept`` (text 0.0.4 or OpenMetrics 1.0.0), ``name[]`` query parameters
-    select families, and the endpoint's own metrics are
-    ``metrics_handler_requests_total{code}`` and
-    ``metrics_handler_requests_in_flight``.
+    Built on aiohttp, on an event loop of its own in a daemon thread: the
+    service's loop neither renders nor serves. Bodies are rendered (and
+    gzipped) in a worker thread, and concurrent scrapes of one format share a
+    render. The format follows ``Accept`` (text 0.0.4 or OpenMetrics 1.0.0),
+    ``name[]`` query parameters select families, and the endpoint's own
+    metrics are ``metrics_handler_requests_total{code}``,
+    ``metrics_handler_requests_in_flight``,
+    ``metrics_handler_connections_closed_total{reason}`` and
+    ``metrics_handler_client_errors_total``.
 
     The endpoint path is configurable via ``MetricsConfig.path``; GET and HEAD
     are served there, other methods get 405 and other paths 404.
@@ -42,7 +299,7 @@ class MetricsServer:
     def __init__(self, config: MetricsConfig, registry: CollectorRegistry = REGISTRY) -> None:
         self._config = config
         self._registry = registry
-        self._runner: web.AppRunner | None = None
+        self._thread: _ServerThread | None = None
         self._endpoint: Endpoint | None = None
         self._port: int | None = None
 
@@ -72,7 +329,7 @@ class MetricsServer:
                 message names host:port, and nothing is left running.
         """
         config = self._config
-        if not config.enabled or self._runner is not None:
+        if not config.enabled or self._thread is not None:
             return
         endpoint = Endpoint(  # before binding: registering its metrics may raise
             self._registry,
@@ -80,35 +337,16 @@ class MetricsServer:
             max_requests_in_flight=config.max_requests_in_flight,
             render_timeout=config.render_timeout,
         )
-
-        async def handle(request: web.Request) -> web.Response:
-            response = await endpoint.respond(
-                Request(
-                    request.method,
-                    request.path,
-                    tuple(request.headers.items()),
-                    tuple(request.query.items()),
-                )
-            )
-            return web.Response(
-                status=response.status, headers=response.headers, body=response.body
-            )
-
-        app = web.Application()
-        app.router.add_route("*", "/{path:.*}", handle)
-        # shutdown_timeout: stop() waits this long for scrapes in flight, not aiohttp's 60 s.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
+        thread = _ServerThread(config, endpoint, _ConnectionMetrics.of(self._registry))
         try:
-            await web.TCPSite(runner, config.host, config.port).start()
+            port = await asyncio.wrap_future(thread.bound)
         except OSError as exc:
-            await runner.cleanup()
+            await asyncio.wrap_future(thread.done)
+            endpoint.close()
             reason = exc.strerror or str(exc)
             where = f"{config.host}:{config.port}"
             raise OSError(exc.errno, f"cannot serve metrics on {where}: {reason}") from exc
-        self._endpoint = endpoint
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        self._thread, self._endpoint, self._port = thread, endpoint, port
 
     async def stop(self) -> None:
         """Stop the HTTP server and release the port.
@@ -116,9 +354,10 @@ class MetricsServer:
         Idempotent: safe to call if the server was never started or has already
         been stopped.
         """
-        runner, self._runner, self._port = self._runner, None, None
-        if runner is not None:
-            await runner.cleanup()
+        thread, self._thread, self._port = self._thread, None, None
+        if thread is not None:
+            thread.stop()
+            await asyncio.wrap_future(thread.done)
         endpoint, self._endpoint = self._endpoint, None
         if endpoint is not None:
             endpoint.close()
