@@ -1,9 +1,13 @@
+from pathlib import Path
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr, ValidationError
 
-from bigbrotr.core.base_service import BaseServiceConfig
+from bigbrotr.core.base_service import BaseServiceConfig, load_config
 from bigbrotr.core.config import MASK, describe_validation_error, masked
-from bigbrotr.core.yaml import FromEnvironment
+from bigbrotr.core.yaml import ConfigFileError, FromEnvironment
 
 
 class AppConfig(BaseServiceConfig):
@@ -91,3 +95,27 @@ def test_masked_hides_secrets_by_type_name_and_url() -> None:
     assert shown["note"] == "see https://example.com/a:b@c is not a credential"
     assert shown["batch_size"] == 100 and shown["metrics"]["port"] == 8000
     assert "s3cr3t" not in repr(shown) and "tok-123" not in repr(shown)
+
+
+yaml_pieces = st.sampled_from(
+    ["interval", "metrics", "port", "host", "path", "enabled", "max_names", "cycle_timeout",
+     ":", ": ", "\n", "  ", "- ", "&a ", "*a", "[", "]", "{", "}", ",", "'", '"', "#", "true",
+     "1e-9", "-1", "0", "9999999", "null", "~", "!!binary ", "!!python/object ", "${X}",
+     "${X:-1}", "/metrics?x", "\t", "\\", "é", "\x00", "---\n", "...\n"]
+)  # fmt: skip
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(yaml_pieces, max_size=40).map("".join))
+def test_any_config_text_loads_or_is_one_clear_line(tmp_path: Path, text: str) -> None:
+    """Whatever the file holds, loading gives a config or one short ConfigFileError line."""
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(text, encoding="utf-8", errors="surrogatepass")
+    try:
+        load_config(BaseServiceConfig, path)
+    except ConfigFileError as exc:
+        message = str(exc)
+        assert "\n" not in message and message.startswith(str(path))
+        assert len(message) < 2000

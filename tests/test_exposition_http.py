@@ -2,6 +2,8 @@ import gzip
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import Metric
 
@@ -194,3 +196,69 @@ def test_head_answers_have_no_body_whatever_the_status(registry: CollectorRegist
     registry.register(Broken())
     failed = respond(Request("HEAD", "/metrics"), registry)
     assert (failed.status, failed.body) == (500, b"")
+
+
+header_text = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=200)
+header_values = st.one_of(
+    header_text,
+    st.lists(
+        st.sampled_from(
+            ["application/openmetrics-text", "text/plain", "*/*", "gzip", "identity", "br", ""]
+        ).flatmap(
+            lambda media: st.builds(
+                lambda params: ";".join([media, *params]),
+                st.lists(
+                    st.sampled_from(
+                        [
+                            "version=1.0.0",
+                            "version=0.0.4",
+                            "q=0.5",
+                            "q=x",
+                            "q=",
+                            "escaping=dots",
+                            "escaping=",
+                            "=",
+                            ";",
+                        ]
+                    ),
+                    max_size=3,
+                ),
+            )
+        ),
+        max_size=6,
+    ).map(",".join),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "HEAD", "POST", "get", "PUT", ""]),
+    path=st.sampled_from(["/metrics", "/", "/metrics/", "/other", ""]) | header_text,
+    headers=st.lists(
+        st.tuples(
+            st.sampled_from(["Accept", "accept", "Accept-Encoding", "X-Other"]), header_values
+        ),
+        max_size=6,
+    ),
+    query=st.lists(st.tuples(st.sampled_from(["name[]", "name", "x"]), header_text), max_size=5),
+)
+def test_any_request_gets_a_well_formed_answer(
+    method: str, path: str, headers: list[tuple[str, str]], query: list[tuple[str, str]]
+) -> None:
+    """Whatever the method, path, headers and query, the answer is well formed and consistent."""
+    registry = CollectorRegistry()
+    Gauge("probe", "P", ["k"], registry=registry).labels("v").set(1)
+    response = respond(Request(method, path, headers, query), registry)
+    assert response.status in (200, 404, 405)
+    assert int(response.headers["Content-Length"]) >= len(response.body)
+    if method == "HEAD":
+        assert response.body == b""
+    if response.status != 200:
+        return
+    body = response.body
+    if response.headers.get("Content-Encoding") == "gzip" and body:
+        body = gzip.decompress(body)
+    openmetrics = response.headers["Content-Type"].startswith("application/openmetrics-text")
+    if method == "GET":
+        assert body.endswith(b"# EOF\n") is openmetrics
+        assert body.count(b"\n") == len(body.splitlines())  # whole lines only

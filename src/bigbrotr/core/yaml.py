@@ -137,7 +137,13 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigFileError(
             f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"
         ) from None
-    loader = _InterpolatingLoader(text)
+    try:
+        loader = _InterpolatingLoader(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        raise ConfigFileError(
+            f"{file}:{line}: character {exc.character!r} is not allowed in YAML"
+        ) from None
     try:
         node = loader.get_single_node()
         if node is not None and _expanded_size(node) > MAX_NODES:
