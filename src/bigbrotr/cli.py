@@ -10,6 +10,7 @@ signal handlers first and loads the rest after, so start-up is covered.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,7 +103,51 @@ def _run(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     target = resolve_target(args.target)
     service = target.build(target.load_config(args.config))
     configure_logging(service.SERVICE_NAME, args.log_level, args.log_format)
-    return asyncio.run(serve(service, signals, once=args.once))
+    from concurrent.futures import ThreadPoolExecutor
+
+    loop = asyncio.new_event_loop()
+    threads = ThreadPoolExecutor(thread_name_prefix="asyncio")  # asyncio.to_thread's
+    loop.set_default_executor(threads)
+    try:
+        code: int = loop.run_until_complete(serve(service, signals, once=args.once))
+    finally:  # as asyncio.run does, but not waiting for executor threads (see below)
+        threads.shutdown(wait=False)
+        if tasks := asyncio.all_tasks(loop):
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    _leave_stuck_threads(code)
+    return code
+
+
+def _leave_stuck_threads(code: int) -> None:
+    """Exit now if a thread (a cycle blocked in ``asyncio.to_thread``) would hold the exit.
+
+    Python waits for non-daemon threads at exit, however long they take; a
+    cycle cancelled after ``shutdown_grace`` may have left one running. It
+    gets one second, then the process exits with ``code`` without it.
+    """
+    import os
+    import threading
+    import time
+
+    deadline = time.monotonic() + 1.0
+    stuck = [
+        thread
+        for thread in threading.enumerate()
+        if thread is not threading.current_thread() and not thread.daemon
+    ]
+    for thread in stuck:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in stuck):
+        from bigbrotr.core.logger import get_logger
+
+        names = ", ".join(thread.name for thread in stuck if thread.is_alive())
+        get_logger(__name__).warning("exiting without waiting for stuck threads", threads=names)
+        logging.shutdown()
+        os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

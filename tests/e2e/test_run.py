@@ -182,3 +182,15 @@ def test_signals_are_heard_while_run_blocks_the_loop(start_cli: StartCLI, tmp_pa
     cli.signal(signal.SIGTERM)
     assert cli.wait(timeout=1) == 130
     assert cli.logged("second signal, exiting now")
+
+
+def test_sigterm_exits_even_when_the_cycle_is_stuck_in_a_thread(
+    start_cli: StartCLI, tmp_path: Path
+) -> None:
+    """A cycle blocked in asyncio.to_thread cannot hold the exit past grace + 1 s (+ 1 s)."""
+    config = fast(mode="thread", marker_dir=str(tmp_path), shutdown_grace=0.5)
+    cli = start_cli("run", TARGET, "--log-format", "json", config=config)
+    wait_until(lambda: (tmp_path / "cycle-0").exists(), what="the cycle to block in a thread")
+    cli.signal(signal.SIGTERM)
+    assert cli.wait(timeout=3) == 0
+    assert cli.logged("exiting without waiting for stuck threads")
