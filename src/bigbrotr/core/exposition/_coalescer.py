@@ -23,7 +23,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar
 
-__all__ = ["Coalescer", "DaemonThreadExecutor"]
+__all__ = ["Coalescer", "DaemonThreadExecutor", "TooManyKeys"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -40,19 +40,30 @@ class _Slot(Generic[OptionT, ResultT]):
     queued_options: set[OptionT] = field(default_factory=set)
 
 
+class TooManyKeys(Exception):
+    """More distinct keys are waiting for jobs than the coalescer holds."""
+
+
 class Coalescer(Generic[KeyT, OptionT, ResultT]):
     """Run ``job(key, options)`` in ``executor``, sharing each run among its callers.
 
     Args:
         job: The blocking function; it runs in ``executor``, never on the loop.
         executor: Where ``job`` runs.
+        max_keys: Distinct keys with a job running or queued at once; a call
+            for another key raises ``TooManyKeys``. With a job stuck (a hung
+            collector), this bounds what waits behind it.
     """
 
     def __init__(
-        self, job: Callable[[KeyT, frozenset[OptionT]], ResultT], executor: Executor
+        self,
+        job: Callable[[KeyT, frozenset[OptionT]], ResultT],
+        executor: Executor,
+        max_keys: int = 16,
     ) -> None:
         self._job = job
         self._executor = executor
+        self._max_keys = max_keys
         self._slots: dict[KeyT, _Slot[OptionT, ResultT]] = {}
 
     async def get(self, key: KeyT, option: OptionT) -> ResultT:
@@ -60,8 +71,13 @@ class Coalescer(Generic[KeyT, OptionT, ResultT]):
 
         ``option`` is among that job's ``options``. Cancelling one caller (a
         timeout, a client that went away) does not cancel the shared job.
+
+        Raises:
+            TooManyKeys: If ``max_keys`` other keys are pending.
         """
         loop = asyncio.get_running_loop()
+        if key not in self._slots and len(self._slots) >= self._max_keys:
+            raise TooManyKeys(f"{len(self._slots)} different renders are already pending")
         slot: _Slot[OptionT, ResultT] = self._slots.setdefault(key, _Slot())
         if slot.running is None:
             future = slot.running = loop.create_future()

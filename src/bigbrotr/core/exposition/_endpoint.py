@@ -16,7 +16,7 @@ from typing import ClassVar
 from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.registry import CollectorRegistry
 
-from bigbrotr.core.exposition._coalescer import Coalescer, DaemonThreadExecutor
+from bigbrotr.core.exposition._coalescer import Coalescer, DaemonThreadExecutor, TooManyKeys
 from bigbrotr.core.exposition._http import (
     Rendered,
     RenderKey,
@@ -30,6 +30,7 @@ from bigbrotr.core.exposition._http import (
     shutting_down,
     timed_out,
     too_many_in_flight,
+    too_many_renders,
 )
 from bigbrotr.core.logger import get_logger
 
@@ -122,6 +123,8 @@ class Endpoint:
             )
         except TimeoutError:
             return self._counted(timed_out(self._timeout))
+        except TooManyKeys as exc:
+            return self._counted(too_many_renders(str(exc)))
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if task is not None and task.cancelling():

@@ -41,6 +41,7 @@ __all__ = [
     "shutting_down",
     "timed_out",
     "too_many_in_flight",
+    "too_many_renders",
 ]
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -221,6 +222,11 @@ def too_many_in_flight(limit: int) -> Response:
 def timed_out(timeout: float) -> Response:
     """The 503 for a render slower than ``render_timeout``."""
     return _reason(503, f"rendering took longer than render_timeout={timeout}s")
+
+
+def too_many_renders(detail: str) -> Response:
+    """The 503 when too many different renders wait (behind a hung collector, say)."""
+    return _reason(503, f"too many different renders pending ({detail}); try again later")
 
 
 def shutting_down() -> Response:
