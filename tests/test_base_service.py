@@ -474,3 +474,15 @@ async def test_new_exception_types_fold_too() -> None:
     named = sum(counter(cls, f"errors_Error{i}") or 0 for i in range(12))
     assert named + (counter(cls, "__overflow__") or 0) == 12
     assert counter(cls, "__overflow__")
+
+
+async def test_automatic_names_are_never_folded() -> None:
+    """Past max_names, the runtime's own names (last_cycle_timestamp ...) still appear."""
+    cls = scripted()
+    service = cls(BaseServiceConfig(metrics=MetricsConfig(enabled=True, max_names=10)), [0])
+    for i in range(20):
+        service.set_gauge(f"user_{i}", i)
+    await service.run_forever()
+    assert gauge(cls, "last_cycle_timestamp")
+    assert counter(cls, "cycles_success") == 1
+    assert gauge(cls, "user_19") is None and gauge(cls, "__overflow__") == 19

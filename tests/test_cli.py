@@ -163,9 +163,10 @@ def test_commands_that_do_not_run_leave_signals_alone(
             "raise RuntimeError('no database configured')\n",
             "{path}:1: RuntimeError: no database configured",
         ),
-        ("import no_such_dependency_xyz\n", "No module named 'no_such_dependency_xyz'"),
+        ("import no_such_dependency_xyz\n", "{path}:1: No module named 'no_such_dependency_xyz'"),
+        ("import json\njson.loads('{')\n", "{path}:2: JSONDecodeError: Expecting property name"),
     ],
-    ids=["syntax error", "name error", "raises at import", "missing dependency"],
+    ids=["syntax error", "name error", "raises at import", "missing dependency", "library error"],
 )
 def test_a_module_that_fails_to_import_is_one_line_exit_2(
     capsys: pytest.CaptureFixture[str],

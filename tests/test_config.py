@@ -3,11 +3,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 
 from bigbrotr.core.base_service import BaseServiceConfig, load_config
 from bigbrotr.core.config import MASK, describe_validation_error, masked
-from bigbrotr.core.yaml import ConfigFileError, FromEnvironment
+from bigbrotr.core.yaml import ConfigFileError, FromEnvironment, IntFromEnvironment
 
 
 class AppConfig(BaseServiceConfig):
@@ -119,3 +119,46 @@ def test_any_config_text_loads_or_is_one_clear_line(tmp_path: Path, text: str) -
         message = str(exc)
         assert "\n" not in message and message.startswith(str(path))
         assert len(message) < 2000
+
+
+def test_environment_numbers_and_whole_sections_are_not_echoed() -> None:
+    """A number from ${VAR} and a whole section (model-level errors) are never repeated."""
+    line = error_line(api_token=IntFromEnvironment(12345678))
+    assert "12345678" not in line and "a value from the environment, not shown" in line
+    line = error_line(metrics={"host": "secret-host.internal", "idle_timeout": 1})
+    assert "secret-host" not in line and "(got a dict of 2)" in line
+
+
+class Nested(BaseServiceConfig):
+    """Secrets in the shapes real configs have."""
+
+    credentials: dict[str, str] = Field(default_factory=dict)
+    authorization: str = ""
+    private_key: str = ""
+    webhooks: list[str] = Field(default_factory=list)
+    max_tokens: int = 0
+
+
+def test_masked_reaches_nested_secrets_and_awkward_urls() -> None:
+    """Secret-named sections, auth headers, keys, @ or / in URL passwords and ?token= are hidden."""
+    shown = masked(
+        Nested(
+            credentials={"user": "bob", "pass": "hunter2"},
+            authorization="Bearer abc.def",
+            private_key="-----BEGIN KEY-----",
+            webhooks=[
+                "postgres://u:p@ss@db/x",
+                "postgres://u:pa/ss@db/x",
+                "https://h/x?token=t0k&v=1",
+            ],
+            max_tokens=100,
+        )
+    )
+    assert shown["credentials"] == {"user": MASK, "pass": MASK}
+    assert shown["authorization"] == MASK and shown["private_key"] == MASK
+    assert shown["webhooks"] == [
+        f"postgres://u:{MASK}@db/x",
+        f"postgres://u:{MASK}@db/x",
+        f"https://h/x?token={MASK}&v=1",
+    ]
+    assert shown["max_tokens"] == 100  # a limit, not a secret

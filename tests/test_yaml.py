@@ -2,7 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from bigbrotr.core.yaml import MAX_NODES, ConfigFileError, FromEnvironment, load_yaml
+from bigbrotr.core.yaml import (
+    MAX_NODES,
+    ConfigFileError,
+    FloatFromEnvironment,
+    FromEnvironment,
+    IntFromEnvironment,
+    load_yaml,
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -142,3 +149,31 @@ def test_strings_from_the_environment_are_marked(
     assert isinstance(data["token"], FromEnvironment) and data["token"] == "s3cr3t"
     assert isinstance(data["url"], FromEnvironment)
     assert not isinstance(data["plain"], FromEnvironment)
+
+
+def test_merge_keys_load_and_may_be_overridden(tmp_path: Path) -> None:
+    """`<<: *base` merges a shared block; keys written beside it override the merged ones."""
+    text = "base: &base {enabled: true, port: 9100}\nmetrics:\n  <<: *base\n  port: 9200\n"
+    assert load_yaml(write(tmp_path, text))["metrics"] == {"enabled": True, "port": 9200}
+    twice = "base: &base {port: 1}\nmetrics:\n  <<: *base\n  port: 2\n  port: 3\n"
+    with pytest.raises(ConfigFileError, match="duplicate key 'port' \\(first given at line 4\\)"):
+        load_yaml(write(tmp_path, twice))
+
+
+def test_deep_nesting_is_one_line(tmp_path: Path) -> None:
+    """Collections nested hundreds deep are a one-line error, not a RecursionError."""
+    path = write(tmp_path, "interval: " + "[" * 900 + "]" * 900 + "\n")
+    with pytest.raises(ConfigFileError, match="nested too deeply"):
+        load_yaml(path)
+
+
+def test_numbers_from_the_environment_are_marked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A number read from ${VAR} (a PIN, say) is marked too, and still a number."""
+    monkeypatch.setenv("PIN", "12345678")
+    monkeypatch.setenv("RATIO", "0.5")
+    data = load_yaml(write(tmp_path, "pin: ${PIN}\nratio: ${RATIO}\nport: 80\n"))
+    assert isinstance(data["pin"], IntFromEnvironment) and data["pin"] == 12345678
+    assert isinstance(data["ratio"], FloatFromEnvironment) and data["ratio"] == 0.5
+    assert type(data["port"]) is int

@@ -106,7 +106,7 @@ def _run(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     loop = asyncio.new_event_loop()
-    threads = ThreadPoolExecutor(thread_name_prefix="asyncio")  # asyncio.to_thread's
+    threads = ThreadPoolExecutor(thread_name_prefix=_TO_THREAD)  # asyncio.to_thread's
     loop.set_default_executor(threads)
     try:
         code: int = loop.run_until_complete(serve(service, signals, once=args.once))
@@ -122,23 +122,25 @@ def _run(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     return code
 
 
-def _leave_stuck_threads(code: int) -> None:
-    """Exit now if a thread (a cycle blocked in ``asyncio.to_thread``) would hold the exit.
+#: Names the threads of ``asyncio.to_thread`` under ``bigbrotr run``.
+_TO_THREAD = "bigbrotr-to-thread"
 
-    Python waits for non-daemon threads at exit, however long they take; a
-    cycle cancelled after ``shutdown_grace`` may have left one running. It
-    gets one second, then the process exits with ``code`` without it.
+
+def _leave_stuck_threads(code: int) -> None:
+    """Exit now if a thread of ``asyncio.to_thread`` would hold the exit.
+
+    Python waits for such threads at exit, however long they take; a cycle
+    cancelled after ``shutdown_grace`` may have left one running. It gets one
+    second, then the process exits with ``code`` without it (and without
+    ``atexit`` handlers: the one way out of a thread that will not end).
+    Threads the service started itself are left to Python's usual exit.
     """
     import os
     import threading
     import time
 
     deadline = time.monotonic() + 1.0
-    stuck = [
-        thread
-        for thread in threading.enumerate()
-        if thread is not threading.current_thread() and not thread.daemon
-    ]
+    stuck = [thread for thread in threading.enumerate() if thread.name.startswith(_TO_THREAD)]
     for thread in stuck:
         thread.join(max(0.0, deadline - time.monotonic()))
     if any(thread.is_alive() for thread in stuck):

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
@@ -72,7 +73,7 @@ class ShutdownSignals:
         self.received += 1
         name = signal.Signals(signum).name
         if self.received > 1:
-            self._log("warning", "second signal, exiting now", name)
+            self._log("warning", "second signal, exiting now", name).join(0.5)
             self._exit_now()
         if self._service is None or self._loop is None:
             return  # still starting: attach() honours it
@@ -80,10 +81,21 @@ class ShutdownSignals:
         self._loop.call_soon_threadsafe(self._service.request_shutdown)
 
     @staticmethod
-    def _log(level: str, event: str, signal_name: str) -> None:
+    def _log(level: str, event: str, signal_name: str) -> threading.Thread:
+        """Log from a thread of its own.
+
+        The handler runs in the main thread, which may be in the middle of
+        writing a log line itself; logging's lock is re-entrant, so writing
+        from here would splice the two. Another thread waits for the lock.
+        """
         from bigbrotr.core.logger import get_logger
 
-        getattr(get_logger(__name__), level)(event, signal=signal_name)
+        def log() -> None:
+            getattr(get_logger(__name__), level)(event, signal=signal_name)
+
+        thread = threading.Thread(target=log, name="bigbrotr-signal-log", daemon=True)
+        thread.start()
+        return thread
 
     @staticmethod
     def _exit_now() -> NoReturn:

@@ -7,8 +7,11 @@ prints and turns into exit code 2.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
 import os
+import re
 import socket
 import sys
 import traceback
@@ -146,12 +149,18 @@ def resolve_target(target: str) -> Target:
     return Target(cls, default_config)
 
 
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
 def _import(module_name: str) -> ModuleType:
     """Import the user's module; what goes wrong in it is one line naming the place.
 
     Raises:
-        UsageError: For a module that is missing or fails while importing.
+        UsageError: For a malformed or missing module, or one that fails while
+            importing (file:line of the failure, and the error).
     """
+    if not _MODULE_NAME.fullmatch(module_name):
+        raise UsageError(f"cannot import module {module_name!r}: not a dotted module name")
     importlib.invalidate_caches()  # a file written a moment ago (tests, generators) is found
     try:
         return importlib.import_module(module_name)
@@ -159,15 +168,30 @@ def _import(module_name: str) -> ModuleType:
         where = f"{exc.filename}:{exc.lineno}" if exc.filename else module_name
         raise UsageError(f"cannot import {module_name!r}: {where}: {exc.msg}") from None
     except ModuleNotFoundError as exc:
-        raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
-    except (TypeError, ValueError) as exc:  # a relative or empty name
-        raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
-    except Exception as exc:  # the module itself raised while importing
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        if exc.name == module_name or module_name.startswith(f"{exc.name}."):  # the target
+            raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
         raise UsageError(
-            f"cannot import {module_name!r}: {frame.filename}:{frame.lineno}: "
-            f"{type(exc).__name__}: {exc}"
+            f"cannot import {module_name!r}: {_place(exc, module_name)}{exc}"
         ) from None
+    except Exception as exc:  # the module itself raised while importing
+        where = _place(exc, module_name)
+        raise UsageError(
+            f"cannot import {module_name!r}: {where}{type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _place(error: BaseException, module_name: str) -> str:
+    """``file:line: `` of the module's own line that led to ``error`` (else where it was raised)."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith("<frozen importlib")
+    ]
+    with contextlib.suppress(Exception):  # the spec is a nicety; the error is the point
+        spec = importlib.util.find_spec(module_name)
+        own = [frame for frame in frames if spec is not None and frame.filename == spec.origin]
+        frames = own or frames
+    return f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
 
 
 async def serve(
@@ -190,7 +214,9 @@ async def serve(
                 if not service.is_running:  # a signal came during start-up
                     _log.info("stopped before the cycle", reason="shutdown requested")
                     return EXIT_OK
-                return EXIT_OK if await service.run_cycle() else EXIT_FAILED
+                succeeded = await service.run_cycle()
+                # a signal stops cleanly (exit 0), even a cycle it cut short after the grace
+                return EXIT_OK if succeeded or signals.received else EXIT_FAILED
         server = MetricsServer(service.config.metrics)
         try:
             await server.start()

@@ -194,3 +194,23 @@ def test_sigterm_exits_even_when_the_cycle_is_stuck_in_a_thread(
     cli.signal(signal.SIGTERM)
     assert cli.wait(timeout=3) == 0
     assert cli.logged("exiting without waiting for stuck threads")
+
+
+def test_once_stopped_by_a_signal_exits_0(start_cli: StartCLI, tmp_path: Path) -> None:
+    """--once cut short by SIGTERM (after the grace) stops cleanly: exit 0."""
+    config = fast(mode="slow", marker_dir=str(tmp_path), shutdown_grace=0.3)
+    cli = start_cli("run", TARGET, "--once", "--log-format", "json", config=config)
+    wait_until(lambda: (tmp_path / "cycle-0").exists(), what="the cycle to start")
+    cli.signal(signal.SIGTERM)
+    assert cli.wait(timeout=3) == 0
+
+
+def test_the_services_own_idle_threads_do_not_cut_the_exit(
+    start_cli: StartCLI, tmp_path: Path
+) -> None:
+    """A service's own idle pool is left to Python's usual exit: no forced exit, no warning."""
+    cli = start_cli("run", TARGET, "--log-format", "json", config=fast(mode="pool"))
+    cli.metrics_url()
+    cli.signal(signal.SIGTERM)
+    assert cli.wait() == 0
+    assert not cli.logged("exiting without waiting for stuck threads")

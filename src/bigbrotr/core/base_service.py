@@ -47,6 +47,18 @@ _MAX_FAILURE_KINDS = 1000
 _MAX_ERROR_TEXT = 1000
 #: The ``name`` that updates past ``metrics.max_names`` are folded into.
 OVERFLOW_NAME = "__overflow__"
+#: The runtime's own names: dashboards and alerts need them, so they are never folded
+#: (``errors_<ExceptionType>`` names are, like any name a service makes up).
+AUTOMATIC_NAMES = frozenset(
+    (
+        "cycles_success",
+        "cycles_failed",
+        "consecutive_failures",
+        "last_cycle_timestamp",
+        "cycle_in_progress_start_timestamp",
+        "interval_seconds",
+    )
+)
 
 
 def _ignore(value: float) -> None:
@@ -146,7 +158,7 @@ class _Children(dict[str, ChildT]):
     def __missing__(self, name: str) -> ChildT:
         if self._make is None:
             return cast(ChildT, _NOOP)
-        if self._limit and len(self) >= self._limit:
+        if self._limit and len(self) >= self._limit and name not in AUTOMATIC_NAMES:
             if self._on_overflow is not None:
                 self._on_overflow(name)
             return self._overflow
@@ -208,7 +220,6 @@ class BaseService(ABC, Generic[ConfigT]):
         self._consecutive_failures = 0
         self._cycle_scope: asyncio.Timeout | None = None
         self._failures_seen: dict[tuple[str, str], int] = {}
-        self._overflowed: dict[str, bool] = {}
         self._cut_by_grace = False
         enabled = self._config.metrics.enabled
         name, limit = self.SERVICE_NAME, self._config.metrics.max_names
@@ -227,16 +238,19 @@ class BaseService(ABC, Generic[ConfigT]):
         """Count (and the first time, log) an update folded into ``__overflow__``."""
         limit = self._config.metrics.max_names
 
+        folded = None
+
         def overflow(name: str) -> None:
-            if not self._overflowed.get(family):
-                self._overflowed[family] = True
+            nonlocal folded
+            if folded is None:
+                folded = SERVICE_NAME_OVERFLOW.labels(self.SERVICE_NAME, family)
                 self._log.warning(
                     "too many metric names, folding new ones into __overflow__",
                     family=family,
                     max_names=limit,
                     first_folded=_shortened(name),
                 )
-            SERVICE_NAME_OVERFLOW.labels(self.SERVICE_NAME, family).inc()
+            folded.inc()
 
         return overflow
 
@@ -301,8 +315,9 @@ class BaseService(ABC, Generic[ConfigT]):
     def request_shutdown(self) -> None:
         """Ask the loop to stop after the current cycle; interrupts the wait at once.
 
-        A cycle in progress then has ``shutdown_grace`` seconds left. Call it
-        on the event loop (a loop callback or a coroutine).
+        A cycle in progress then has at most ``shutdown_grace`` seconds left
+        before it is cancelled. Call it on the event loop (a loop callback or
+        a coroutine).
         """
         self._shutdown.set()
         self._apply_shutdown_grace()
@@ -397,9 +412,9 @@ class BaseService(ABC, Generic[ConfigT]):
         timeout = self._config.cycle_timeout
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         self.set_gauge("cycle_in_progress_start_timestamp", time.time())
+        scope = self._cycle_scope = asyncio.timeout_at(deadline)
         try:
-            async with asyncio.timeout_at(deadline) as scope:
-                self._cycle_scope = scope
+            async with scope:
                 self._apply_shutdown_grace()
                 cleaned = await self._cleanup_and_run()
         except Exception as exc:
@@ -453,7 +468,7 @@ class BaseService(ABC, Generic[ConfigT]):
     def _apply_shutdown_grace(self) -> None:
         """Once shutdown is requested, end the cycle in progress within ``shutdown_grace``."""
         scope = self._cycle_scope
-        if scope is None or not self._shutdown.is_set() or self._cut_by_grace:
+        if scope is None or not self._shutdown.is_set() or self._cut_by_grace or scope.expired():
             return
         deadline = asyncio.get_running_loop().time() + self._config.shutdown_grace
         current = scope.when()

@@ -17,15 +17,24 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
-from bigbrotr.core.yaml import FromEnvironment
+from bigbrotr.core.yaml import ENVIRONMENT_TYPES
 
 __all__ = ["MASK", "Settings", "describe_validation_error", "masked"]
 
 MASK = "********"
-#: Field names whose values are secrets, whatever their type.
-_SECRET_NAME = re.compile(r"password|passwd|secret|token|api_?key|credential", re.IGNORECASE)
-#: The password in ``scheme://user:password@host``.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(?P<at>@)")
+#: Field names whose values are secrets (and so is everything beneath them).
+_SECRET_NAME = re.compile(
+    r"passw(or)?d|pwd|secret|token|api_?key|credential|authorization|private_?key|cookie",
+    re.IGNORECASE,
+)
+#: The password in ``scheme://user:password@host`` (up to the last ``@``: passwords
+#: written unencoded may hold ``@`` or ``/``).
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)\S*(?P<at>@)")
+#: Secret-named query parameters in a URL (``?token=...``).
+_URL_PARAMETER = re.compile(
+    r"(?P<head>[?&][^=&#\s]*(?:passw(?:or)?d|secret|token|key|signature|sig|auth)[^=&#\s]*=)[^&#\s]*",
+    re.IGNORECASE,
+)
 _MAX_SHOWN = 80
 
 
@@ -55,8 +64,10 @@ class Settings(BaseModel):
 
 def _shown(value: Any) -> str:
     """A value as an error message may echo it: never from the environment, never long."""
-    if isinstance(value, FromEnvironment):
+    if isinstance(value, ENVIRONMENT_TYPES):
         return "a value from the environment, not shown"
+    if isinstance(value, dict | list):  # a whole section: its fields may be secrets
+        return f"a {type(value).__name__} of {len(value)}"
     text = repr(value)
     return text if len(text) <= _MAX_SHOWN else f"{text[:_MAX_SHOWN]}... ({len(text)} characters)"
 
@@ -86,21 +97,27 @@ def describe_validation_error(exc: ValidationError) -> str:
 def masked(config: BaseModel) -> dict[str, Any]:
     """``config`` as JSON-ready data with its secrets replaced by ``MASK``.
 
-    Hidden: ``SecretStr`` fields (pydantic already does), fields whose names
-    say secret (password, passwd, secret, token, api_key, credentials), and
-    the password of any ``user:password@`` URL.
+    Hidden: ``SecretStr`` fields (pydantic already does), every text under a
+    field whose name says secret (password, passwd, pwd, secret, token,
+    api_key, credentials, authorization, private_key, cookie), and in any
+    URL the ``user:password@`` password and secret-named query parameters.
+    Numbers and booleans are shown: they are limits and switches, not secrets.
     """
 
     def hide(value: Any, secret: bool) -> Any:
         if isinstance(value, dict):
-            return {key: hide(item, bool(_SECRET_NAME.search(key))) for key, item in value.items()}
+            return {
+                key: hide(item, secret or bool(_SECRET_NAME.search(key)))
+                for key, item in value.items()
+            }
         if isinstance(value, list):
             return [hide(item, secret) for item in value]
-        if secret and value not in (None, ""):
+        if not isinstance(value, str):
+            return value
+        if secret and value:
             return MASK
-        if isinstance(value, str):
-            return _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<at>", value)
-        return value
+        value = _URL_PASSWORD.sub(rf"\g<head>{MASK}\g<at>", value)
+        return _URL_PARAMETER.sub(rf"\g<head>{MASK}", value)
 
     data: dict[str, Any] = hide(config.model_dump(mode="json"), False)
     return data

@@ -80,7 +80,7 @@ def _client_error_log(counter: Any) -> logging.Logger:
     Not registered by name, so each server's filter sees only its own errors;
     what passes goes up to ``bigbrotr.http`` and the handlers configured there.
     """
-    logger = logging.Logger("bigbrotr.http.clients")
+    logger = logging.Logger("bigbrotr.http.clients", logging.DEBUG)  # aiohttp logs some at DEBUG
     logger.parent = logging.getLogger("bigbrotr.http")
     logger.addFilter(_OncePerMinute(counter))
     return logger
@@ -267,10 +267,13 @@ class _ServerThread:
             await runner.cleanup()
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        """Failed accepts (EMFILE ...) go to the once-a-minute line, not to tracebacks."""
-        error = context.get("exception")
-        message = f"{context.get('message', 'error')}: {error}" if error else context["message"]
-        self._errors.warning(message)
+        """Failed accepts (EMFILE ...) go to the once-a-minute line; anything else is ours."""
+        message = str(context.get("message", ""))
+        if "accept" in message:  # asyncio: "socket.accept() out of system resource"
+            error = context.get("exception")
+            self._errors.warning(f"{message}: {error}" if error else message)
+        else:
+            loop.default_exception_handler(context)
 
 
 class MetricsServer:

@@ -20,7 +20,15 @@ from typing import Any
 
 import yaml
 
-__all__ = ["MAX_NODES", "ConfigFileError", "FromEnvironment", "load_yaml"]
+__all__ = [
+    "ENVIRONMENT_TYPES",
+    "MAX_NODES",
+    "ConfigFileError",
+    "FloatFromEnvironment",
+    "FromEnvironment",
+    "IntFromEnvironment",
+    "load_yaml",
+]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 #: Nodes a document may expand to, aliases counted at every use.
@@ -31,6 +39,19 @@ class FromEnvironment(str):
     """A string that took (part of) its text from ``${VAR}``: maybe a secret, never echoed."""
 
     __slots__ = ()
+
+
+class IntFromEnvironment(int):
+    """An int read from ``${VAR}`` (a PIN is a secret too): never echoed."""
+
+
+class FloatFromEnvironment(float):
+    """A float read from ``${VAR}``: never echoed."""
+
+
+#: Values that may carry an environment variable's text, and their marked types.
+ENVIRONMENT_TYPES = (FromEnvironment, IntFromEnvironment, FloatFromEnvironment)
+_FROM_ENVIRONMENT: dict[type, type] = {int: IntFromEnvironment, float: FloatFromEnvironment}
 
 
 class ConfigFileError(ValueError):
@@ -64,13 +85,21 @@ class _InterpolatingLoader(yaml.SafeLoader):
         if node.style is None:  # plain scalar: let YAML type the expanded text
             tag = self.resolve(yaml.ScalarNode, value, (True, False))  # type: ignore[no-untyped-call]
             if tag != "tag:yaml.org,2002:str":
-                return self.construct_object(yaml.ScalarNode(tag, value))
+                typed = self.construct_object(yaml.ScalarNode(tag, value))
+                marked = _FROM_ENVIRONMENT.get(type(typed))
+                return marked(typed) if marked else typed
         return FromEnvironment(value)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        """A mapping, refusing a key given twice (YAML would silently keep the last)."""
+        """A mapping, refusing a key written twice (YAML would silently keep the last).
+
+        Keys merged in with ``<<: *base`` may be overridden, as YAML intends;
+        only keys written in this mapping itself are compared.
+        """
         first_lines: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, list | dict):
                 continue  # unhashable: SafeLoader reports it
@@ -141,8 +170,9 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         loader = _InterpolatingLoader(text)
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow
         line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
         raise ConfigFileError(
-            f"{file}:{line}: character {exc.character!r} is not allowed in YAML"
+            f"{file}:{line}: character U+{code:04X} is not allowed in YAML"
         ) from None
     try:
         node = loader.get_single_node()
@@ -158,6 +188,8 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigFileError(f"{where}: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
         raise ConfigFileError(f"{file}: {exc}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigFileError(f"{file}: collections nested too deeply") from None
     finally:
         loader.dispose()
     if data is None:

@@ -7,6 +7,7 @@ pause, so a test can signal the process while it is still starting.
 import asyncio
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -17,10 +18,13 @@ if pause_marker := os.environ.get("E2E_IMPORT_PAUSE"):
     time.sleep(1.5)
 
 
+POOL = ThreadPoolExecutor(thread_name_prefix="service-pool")
+
+
 class E2EConfig(BaseServiceConfig):
     """What each cycle does, and where it leaves a mark."""
 
-    mode: Literal["ok", "fail", "slow", "thread", "block"] = "ok"
+    mode: Literal["ok", "fail", "slow", "thread", "block", "pool"] = "ok"
     marker_dir: str = ""
 
 
@@ -45,3 +49,5 @@ class E2EService(BaseService[E2EConfig]):
             await asyncio.to_thread(time.sleep, 60)
         if self.config.mode == "block":  # the bug this mode stands for: the loop stops
             time.sleep(60)  # noqa: ASYNC251
+        if self.config.mode == "pool":  # a pool of the service's own, idle between uses
+            POOL.submit(time.sleep, 0).result()
