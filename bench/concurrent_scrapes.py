@@ -56,7 +56,8 @@ async def main() -> None:
     if shutil.which("curl") is None:
         sys.exit("curl is missing: run `make bench`, which installs it")
     registry, touch = build_registry(SERIES)
-    ours = MetricsServer(MetricsConfig(enabled=True, port=0, render_timeout=60), registry)
+    config = MetricsConfig(enabled=True, port=0, render_timeout=60, idle_timeout=120)
+    ours = MetricsServer(config, registry)
     await ours.start()
     assert ours.url is not None
     runner, threaded_url = await serve_app(threaded_app(registry))

@@ -130,8 +130,8 @@ def _leave_stuck_threads(code: int) -> None:
     """Exit now if a thread of ``asyncio.to_thread`` would hold the exit.
 
     Python waits for such threads at exit, however long they take; a cycle
-    cancelled after ``shutdown_grace`` may have left one running. It gets one
-    second, then the process exits with ``code`` without it (and without
+    cancelled after ``shutdown_grace`` may have left one running. It gets half
+    a second, then the process exits with ``code`` without it (and without
     ``atexit`` handlers: the one way out of a thread that will not end).
     Threads the service started itself are left to Python's usual exit.
     """
@@ -139,7 +139,7 @@ def _leave_stuck_threads(code: int) -> None:
     import threading
     import time
 
-    deadline = time.monotonic() + 1.0
+    deadline = time.monotonic() + 0.5
     stuck = [thread for thread in threading.enumerate() if thread.name.startswith(_TO_THREAD)]
     for thread in stuck:
         thread.join(max(0.0, deadline - time.monotonic()))
