@@ -60,6 +60,7 @@ def test_check_prints_resolved_config(
         "max_names": 1000,
         "max_connections": 100,
         "idle_timeout": 15.0,
+        "web_config_file": None,
     }
     assert resolved["max_consecutive_failures"] == 5
 

@@ -89,6 +89,7 @@ def _check(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     target = resolve_target(args.target)
     config = target.load_config(args.config)
     target.check_host(config, args.config)
+    target.check_web_config(config)
     target.build(config)  # what `run` would do next, so `check` fails where `run` would
     print(yaml.safe_dump(masked(config), sort_keys=False), end="")
     return EXIT_OK

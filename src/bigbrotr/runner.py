@@ -26,6 +26,7 @@ from bigbrotr.core.base_service import BaseService, BaseServiceConfig, load_conf
 from bigbrotr.core.config import describe_validation_error, masked
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.server import MetricsServer
+from bigbrotr.core.web_config import load_web_config
 from bigbrotr.core.yaml import ConfigFileError
 from bigbrotr.process import EXIT_FAILED, EXIT_OK, ShutdownSignals
 
@@ -102,6 +103,22 @@ class Target:
             raise UsageError(
                 f"{where}field 'metrics.host': cannot resolve {metrics.host!r}: {reason}"
             ) from None
+
+    def check_web_config(self, config: BaseServiceConfig) -> None:
+        """Read ``metrics.web_config_file`` as ``run`` would (certificates, hashes, keys).
+
+        Raises:
+            UsageError: If it is missing or wrong, naming the file and the key.
+        """
+        path = config.metrics.web_config_file
+        if not config.metrics.enabled or path is None:
+            return
+        try:
+            load_web_config(path)
+        except FileNotFoundError:
+            raise UsageError(f"web config file not found: {path}") from None
+        except ConfigFileError as exc:
+            raise UsageError(str(exc)) from None
 
     def build(self, config: BaseServiceConfig) -> BaseService[BaseServiceConfig]:
         """Instantiate the service with ``config``.
@@ -220,6 +237,10 @@ async def serve(
         server = MetricsServer(service.config.metrics)
         try:
             await server.start()
+        except ConfigFileError as exc:
+            raise UsageError(str(exc)) from None
+        except FileNotFoundError as exc:
+            raise UsageError(f"web config file not found: {exc.filename}") from None
         except OSError as exc:
             raise UsageError(exc.strerror or str(exc)) from None
         try:

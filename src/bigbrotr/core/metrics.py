@@ -97,6 +97,8 @@ class MetricsConfig(Settings):
         idle_timeout: Seconds a connection may send nothing (idle keep-alive,
             or a request never finished) before it is closed; longer than
             ``render_timeout``, so no scrape is cut while it waits.
+        web_config_file: An exporter-toolkit web configuration file (TLS,
+            basic auth, headers), relative to the working directory.
     """
 
     enabled: bool = False
@@ -108,6 +110,7 @@ class MetricsConfig(Settings):
     max_names: int = Field(default=1000, ge=10, le=1_000_000)
     max_connections: int = Field(default=100, ge=1, le=100_000)
     idle_timeout: float = Field(default=15.0, gt=0, le=3600)
+    web_config_file: str | None = None
 
     @field_validator("port")
     @classmethod

@@ -34,6 +34,7 @@ from prometheus_client.registry import CollectorRegistry
 from bigbrotr.core.exposition import Endpoint, Request
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics import MetricsConfig
+from bigbrotr.core.web_config import WebConfig, load_web_config
 
 __all__ = ["MetricsServer"]
 
@@ -184,15 +185,39 @@ class _Guarded(asyncio.Protocol):
             self._transport.abort()
 
 
+#: The ``Server`` header: no versions for a scanner to match against advisories.
+_SERVER = "bigbrotr"
+
+
+def _unauthorized(extra_headers: dict[str, str]) -> web.Response:
+    """401 asking for basic auth, saying nothing about what is behind it."""
+    return web.Response(
+        status=401,
+        text="unauthorized\n",
+        headers={
+            **extra_headers,
+            "WWW-Authenticate": 'Basic realm="metrics", charset="UTF-8"',
+            "Server": _SERVER,
+        },
+    )
+
+
 class _ServerThread:
     """An aiohttp server on its own event loop in a daemon thread."""
 
-    def __init__(self, config: MetricsConfig, endpoint: Endpoint, metrics: _ConnectionMetrics):
+    def __init__(
+        self,
+        config: MetricsConfig,
+        endpoint: Endpoint,
+        metrics: _ConnectionMetrics,
+        web: WebConfig,
+    ) -> None:
         self.bound: Future[int] = Future()
         self.done: Future[None] = Future()
         self._config = config
         self._endpoint = endpoint
         self._metrics = metrics
+        self._web = web
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._errors = _client_error_log(metrics.client_errors)
@@ -221,8 +246,15 @@ class _ServerThread:
         loop.set_exception_handler(self._loop_error)
         endpoint = self._endpoint
         config = self._config
+        auth, extra_headers = self._web.auth, self._web.headers
 
         async def handle(request: web.Request) -> web.Response:
+            if auth is not None:
+                given = request.headers.get("Authorization")
+                if not auth.cached(given) and not await loop.run_in_executor(
+                    None, auth.check, given
+                ):  # bcrypt: never on this loop
+                    return _unauthorized(extra_headers)
             response = await endpoint.respond(
                 Request(
                     request.method,
@@ -232,7 +264,9 @@ class _ServerThread:
                 )
             )
             return web.Response(
-                status=response.status, headers=response.headers, body=response.body
+                status=response.status,
+                headers={**response.headers, **extra_headers, "Server": _SERVER},
+                body=response.body,
             )
 
         app = web.Application()
@@ -253,7 +287,10 @@ class _ServerThread:
         assert protocols is not None
         try:
             server = await loop.create_server(
-                lambda: _Guarded(protocols(), connections), config.host, config.port
+                lambda: _Guarded(protocols(), connections),
+                config.host,
+                config.port,
+                ssl=self._web.ssl_context,
             )
         except OSError as exc:
             await runner.cleanup()
@@ -330,17 +367,22 @@ class MetricsServer:
         Raises:
             OSError: If binding fails (for example, the port is in use). The
                 message names host:port, and nothing is left running.
+            ConfigFileError: If ``web_config_file`` is wrong, naming its key.
+            FileNotFoundError: If ``web_config_file`` does not exist.
         """
         config = self._config
         if not config.enabled or self._thread is not None:
             return
+        web_config = WebConfig()
+        if config.web_config_file is not None:
+            web_config = load_web_config(config.web_config_file)
         endpoint = Endpoint(  # before binding: registering its metrics may raise
             self._registry,
             path=config.path,
             max_requests_in_flight=config.max_requests_in_flight,
             render_timeout=config.render_timeout,
         )
-        thread = _ServerThread(config, endpoint, _ConnectionMetrics.of(self._registry))
+        thread = _ServerThread(config, endpoint, _ConnectionMetrics.of(self._registry), web_config)
         try:
             port = await asyncio.wrap_future(thread.bound)
         except OSError as exc:

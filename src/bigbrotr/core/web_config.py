@@ -1,0 +1,255 @@
+"""The exporter-toolkit web configuration file: TLS, basic auth and response headers.
+
+Operators protect Go exporters with one YAML file (``--web.config.file``) that
+``promtool check web-config`` validates; ``metrics.web_config_file`` takes the
+same file. ``load_web_config`` reads and checks it whole (a missing or
+mismatched certificate, a malformed hash, an unknown key or value is a
+``ConfigFileError`` naming the file and the key) and returns a ``WebConfig``:
+an ``ssl.SSLContext`` (or None), a ``BasicAuth`` (or None) and the headers to
+add to every response. A setting Python's ``ssl`` module cannot honour is an
+error, never a silently weaker endpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ssl
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import bcrypt
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bigbrotr.core.config import describe_validation_error
+from bigbrotr.core.yaml import ConfigFileError, load_yaml
+
+__all__ = ["DEFAULT_HEADERS", "BasicAuth", "WebConfig", "load_web_config"]
+
+#: Sent with every response unless the file sets them otherwise.
+DEFAULT_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+ClientAuth = Literal[
+    "NoClientCert",
+    "RequestClientCert",
+    "RequireAnyClientCert",
+    "VerifyClientCertIfGiven",
+    "RequireAndVerifyClientCert",
+]
+TLSVersionName = Literal["TLS10", "TLS11", "TLS12", "TLS13"]
+_VERSIONS = {
+    "TLS10": ssl.TLSVersion.TLSv1,
+    "TLS11": ssl.TLSVersion.TLSv1_1,
+    "TLS12": ssl.TLSVersion.TLSv1_2,
+    "TLS13": ssl.TLSVersion.TLSv1_3,
+}
+#: Go's names for the TLS 1.2 suites it offers, as OpenSSL names them (TLS 1.3 suites
+#: are not configurable in Go either).
+_CIPHERS = {
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
+    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
+}
+_CACHE_SIZE = 1024
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TLSServerConfig(_File):
+    """``tls_server_config``, with exporter-toolkit's keys and values."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+    client_auth_type: ClientAuth = "NoClientCert"
+    min_version: TLSVersionName = "TLS12"
+    max_version: TLSVersionName = "TLS13"
+    cipher_suites: list[str] | None = None
+    prefer_server_cipher_suites: bool | None = None
+    curve_preferences: list[str] | None = None
+
+
+class HTTPServerConfig(_File):
+    """``http_server_config``: extra headers (HTTP/2 is not served, so ``http2`` is moot)."""
+
+    headers: dict[str, str] = {}
+    http2: bool | None = None
+
+
+class WebConfigFile(_File):
+    """The whole file, as exporter-toolkit reads it."""
+
+    tls_server_config: TLSServerConfig | None = None
+    http_server_config: HTTPServerConfig | None = None
+    basic_auth_users: dict[str, str] | None = None
+
+
+class BasicAuth:
+    """Checks ``Authorization: Basic`` headers against bcrypt hashes, without a timing oracle.
+
+    An unknown user costs a bcrypt check against a dummy hash of the same cost
+    as the real ones, so timing says nothing about which names exist. A
+    successful check is remembered under a digest of (user, password, stored
+    hash): a changed hash, or another password, never matches the memory, and
+    the password itself is never kept.
+    """
+
+    def __init__(self, users: dict[str, bytes]) -> None:
+        self._users = users
+        cost = max((int(stored.split(b"$")[2]) for stored in users.values()), default=10)
+        self._dummy = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=cost))
+        self._cache: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def cached(self, header: str | None) -> bool:
+        """Whether ``header`` already passed (cheap: call it anywhere, even on a loop)."""
+        key = self._key(header)
+        with self._lock:
+            if key is not None and key in self._cache:
+                self._cache.move_to_end(key)
+                return True
+        return False
+
+    def check(self, header: str | None) -> bool:
+        """Whether ``header`` carries a known user and their password (runs bcrypt: blocking)."""
+        credentials = _credentials(header)
+        if credentials is None:
+            return False
+        user, password = credentials
+        stored = self._users.get(user)
+        matched = bcrypt.checkpw(password.encode(), stored or self._dummy) and stored is not None
+        if matched:
+            key = self._key(header)
+            assert key is not None
+            with self._lock:
+                self._cache[key] = None
+                while len(self._cache) > _CACHE_SIZE:
+                    self._cache.popitem(last=False)
+        return matched
+
+    def _key(self, header: str | None) -> bytes | None:
+        credentials = _credentials(header)
+        if credentials is None or credentials[0] not in self._users:
+            return None
+        user, password = credentials
+        material = b"\0".join((user.encode(), password.encode(), self._users[user]))
+        return hmac.digest(self._dummy, material, hashlib.sha256)
+
+
+def _credentials(header: str | None) -> tuple[str, str] | None:
+    """(user, password) from an ``Authorization: Basic`` header, or None if malformed."""
+    if not header:
+        return None
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """What the server needs from the file: TLS, auth and headers, all checked."""
+
+    ssl_context: ssl.SSLContext | None = None
+    auth: BasicAuth | None = None
+    headers: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HEADERS))
+
+
+def load_web_config(path: str | Path) -> WebConfig:
+    """Read and check an exporter-toolkit web configuration file.
+
+    Raises:
+        ConfigFileError: For anything wrong in it, naming the file and the key.
+        FileNotFoundError: If the file does not exist.
+    """
+    data = load_yaml(path)
+    try:
+        parsed = WebConfigFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigFileError(f"{path}: {describe_validation_error(exc)}") from None
+    headers = dict(DEFAULT_HEADERS)
+    if parsed.http_server_config is not None:
+        headers.update(parsed.http_server_config.headers)
+    context = _ssl_context(path, parsed.tls_server_config) if parsed.tls_server_config else None
+    auth = _basic_auth(path, parsed.basic_auth_users) if parsed.basic_auth_users else None
+    return WebConfig(context, auth, headers)
+
+
+def _ssl_context(path: str | Path, tls: TLSServerConfig) -> ssl.SSLContext:
+    def fail(key: str, problem: str) -> ConfigFileError:
+        return ConfigFileError(f"{path}: field 'tls_server_config.{key}': {problem}")
+
+    base = Path(path).parent
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    for key in ("cert_file", "key_file"):
+        file = base / getattr(tls, key)
+        if not file.is_file():
+            raise fail(key, f"cannot read {file}")
+    try:
+        context.load_cert_chain(base / tls.cert_file, base / tls.key_file)
+    except ssl.SSLError as exc:
+        raise fail("key_file", f"does not match cert_file or is not a key ({exc.reason})") from None
+    try:
+        context.minimum_version = _VERSIONS[tls.min_version]
+        context.maximum_version = _VERSIONS[tls.max_version]
+    except (ValueError, ssl.SSLError) as exc:
+        raise fail("min_version", f"this Python's ssl cannot use it ({exc})") from None
+    if context.minimum_version > context.maximum_version:
+        raise fail("min_version", f"{tls.min_version} is above max_version {tls.max_version}")
+    if tls.client_auth_type in ("RequestClientCert", "RequireAnyClientCert"):
+        raise fail(
+            "client_auth_type",
+            f"{tls.client_auth_type} (a client certificate taken without verifying it) cannot be "
+            "honoured by Python's ssl module; use VerifyClientCertIfGiven or "
+            "RequireAndVerifyClientCert with client_ca_file",
+        )
+    if tls.client_auth_type != "NoClientCert":
+        if tls.client_ca_file is None:
+            raise fail("client_ca_file", f"required with client_auth_type {tls.client_auth_type}")
+        ca_file = base / tls.client_ca_file
+        try:
+            context.load_verify_locations(ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise fail("client_ca_file", f"cannot read {ca_file} ({exc})") from None
+        required = tls.client_auth_type == "RequireAndVerifyClientCert"
+        context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
+    if tls.cipher_suites:
+        unknown = [suite for suite in tls.cipher_suites if suite not in _CIPHERS]
+        if unknown:
+            raise fail("cipher_suites", f"not a TLS 1.2 suite Go offers: {', '.join(unknown)}")
+        context.set_ciphers(":".join(_CIPHERS[suite] for suite in tls.cipher_suites))
+    if tls.curve_preferences:
+        raise fail("curve_preferences", "cannot be honoured by Python's ssl module")
+    return context
+
+
+def _basic_auth(path: str | Path, users: dict[str, str]) -> BasicAuth:
+    hashes = {}
+    for user, stored in users.items():
+        hashed = stored.encode()
+        try:
+            bcrypt.checkpw(b"", hashed)
+        except ValueError:
+            raise ConfigFileError(
+                f"{path}: field 'basic_auth_users.{user}': not a bcrypt hash"
+            ) from None
+        hashes[user] = hashed
+    return BasicAuth(hashes)

@@ -1,0 +1,252 @@
+import base64
+import datetime
+import ipaddress
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import bcrypt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from prometheus_client import CollectorRegistry, Gauge
+
+from bigbrotr.cli import main
+from bigbrotr.core.metrics import MetricsConfig
+from bigbrotr.core.server import MetricsServer
+from bigbrotr.core.web_config import load_web_config
+from bigbrotr.core.yaml import ConfigFileError
+
+PASSWORD = "s3cret-pass"
+
+
+@dataclass
+class Issued:
+    """A certificate and its key, as PEM files."""
+
+    cert: Path
+    key: Path
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def issue(
+    directory: Path, name: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
+    *, ca: bool = False, client: bool = False,
+) -> tuple[Issued, x509.Certificate, ec.EllipticCurvePrivateKey]:  # fmt: skip
+    """A key and certificate signed by ``issuer`` (self-signed when None), written as PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(issuer[0].subject if issuer else _name(name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+    cert = builder.sign(issuer[1] if issuer else key, hashes.SHA256())
+    files = Issued(directory / f"{name}.pem", directory / f"{name}.key")
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files, cert, key
+
+
+@dataclass
+class PKI:
+    """The certificates a test needs, in one directory (where web.yml goes too)."""
+
+    ca: Issued
+    server: Issued
+    client: Issued
+    stranger: Issued  # a client certificate from another CA
+    directory: Path
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    """A CA, a server and a client certificate from it, and a client from another CA."""
+    directory = tmp_path_factory.mktemp("pki")
+    ca, ca_cert, ca_key = issue(directory, "ca", None, ca=True)
+    server, _, _ = issue(directory, "server", (ca_cert, ca_key))
+    client, _, _ = issue(directory, "client", (ca_cert, ca_key), client=True)
+    _, other_cert, other_key = issue(directory, "other-ca", None, ca=True)
+    stranger, _, _ = issue(directory, "stranger", (other_cert, other_key), client=True)
+    return PKI(ca, server, client, stranger, directory)
+
+
+def write_web_config(pki: PKI, text: str) -> Path:
+    path = pki.directory / "web.yml"
+    path.write_text(text)
+    return path
+
+
+def tls_block(pki: PKI, extra: str = "") -> str:
+    return f"tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n{extra}"
+
+
+def client_context(
+    pki: PKI, cert: Issued | None = None, tls_max: ssl.TLSVersion | None = None
+) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=pki.ca.cert)
+    if cert is not None:
+        context.load_cert_chain(cert.cert, cert.key)
+    if tls_max is not None:
+        context.maximum_version = tls_max
+    return context
+
+
+async def scrape(url: str, context: ssl.SSLContext | None = None, auth: str | None = None) -> int:
+    headers = {"Authorization": auth} if auth else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, ssl=context if context else False, headers=headers) as response,
+    ):
+        return response.status
+
+
+async def start(web_config: Path) -> MetricsServer:
+    registry = CollectorRegistry()
+    Gauge("secret_business_value", "Never shown to strangers.", registry=registry).set(1)
+    config = MetricsConfig(enabled=True, port=0, web_config_file=str(web_config))
+    server = MetricsServer(config, registry)
+    await server.start()
+    return server
+
+
+def https(server: MetricsServer) -> str:
+    assert server.url is not None
+    return server.url.replace("http://", "https://")
+
+
+async def test_tls_is_served(pki: PKI) -> None:
+    """A TLS handshake with a client trusting the CA succeeds; plain HTTP does not get metrics."""
+    server = await start(write_web_config(pki, tls_block(pki)))
+    try:
+        assert await scrape(https(server), client_context(pki)) == 200
+        assert server.url is not None
+        with pytest.raises(aiohttp.ClientError):
+            await scrape(server.url)
+    finally:
+        await server.stop()
+
+
+async def test_min_version_tls13_refuses_tls12(pki: PKI) -> None:
+    """With min_version TLS13, a client that speaks at most TLS 1.2 cannot connect."""
+    server = await start(write_web_config(pki, tls_block(pki, "  min_version: TLS13\n")))
+    try:
+        with pytest.raises(aiohttp.ClientError):
+            await scrape(https(server), client_context(pki, tls_max=ssl.TLSVersion.TLSv1_2))
+        assert await scrape(https(server), client_context(pki)) == 200
+    finally:
+        await server.stop()
+
+
+async def test_client_certificates_are_required_and_verified(pki: PKI) -> None:
+    """RequireAndVerifyClientCert: the CA's client gets in; no cert or another CA's does not."""
+    extra = "  client_ca_file: ca.pem\n  client_auth_type: RequireAndVerifyClientCert\n"
+    server = await start(write_web_config(pki, tls_block(pki, extra)))
+    try:
+        assert await scrape(https(server), client_context(pki, pki.client)) == 200
+        for refused in (None, pki.stranger):
+            with pytest.raises(aiohttp.ClientError):
+                await scrape(https(server), client_context(pki, refused))
+    finally:
+        await server.stop()
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def test_basic_auth_accepts_and_refuses(pki: PKI) -> None:
+    """Right credentials get metrics; wrong, unknown, missing or malformed ones get a bare 401."""
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    server = await start(write_web_config(pki, f"basic_auth_users:\n  prometheus: '{hashed}'\n"))
+    assert server.url is not None
+    try:
+        assert await scrape(server.url, auth=basic("prometheus", PASSWORD)) == 200
+        assert await scrape(server.url, auth=basic("prometheus", PASSWORD)) == 200  # cached
+        for auth in [basic("prometheus", "wrong"), basic("nobody", PASSWORD), None,
+                     "Basic not-base64!", "Bearer token", basic("prometheus", "")]:  # fmt: skip
+            async with aiohttp.ClientSession() as session:
+                headers = {"Authorization": auth} if auth else {}
+                async with session.get(server.url, headers=headers) as response:
+                    assert response.status == 401, auth
+                    assert response.headers["WWW-Authenticate"].startswith("Basic ")
+                    body = await response.text()
+            assert body == "unauthorized\n" and "secret_business" not in body
+    finally:
+        await server.stop()
+
+
+async def test_every_response_carries_safe_headers() -> None:
+    """Nosniff and no-store by default; Server names no version; without any web config too."""
+    registry = CollectorRegistry()
+    server = MetricsServer(MetricsConfig(enabled=True, port=0), registry)
+    await server.start()
+    assert server.url is not None
+    try:
+        async with aiohttp.ClientSession() as session:
+            for url in (server.url, server.url + "/missing"):
+                async with session.get(url) as response:
+                    assert response.headers["X-Content-Type-Options"] == "nosniff"
+                    assert response.headers["Cache-Control"] == "no-store"
+                    assert response.headers["Server"] == "bigbrotr"
+    finally:
+        await server.stop()
+
+
+TLS = "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (TLS.replace("server.pem", "missing.pem"), "tls_server_config.cert_file"),
+        (TLS.replace("server.key", "client.key"), "tls_server_config.key_file"),
+        (TLS + "  client_auth_type: Bogus\n", "tls_server_config.client_auth_type"),
+        (
+            TLS + "  client_auth_type: RequireAnyClientCert\n  client_ca_file: ca.pem\n",
+            "tls_server_config.client_auth_type",
+        ),
+        (TLS + "  client_auth_type: VerifyClientCertIfGiven\n", "tls_server_config.client_ca_file"),
+        ("basic_auth_users:\n  prometheus: not-a-hash\n", "basic_auth_users.prometheus"),
+        ("tls_server_confg: {}\n", "tls_server_confg"),
+    ],
+    ids=["missing cert", "other key", "bad enum", "cannot honour", "no CA", "bad hash", "unknown"],
+)
+def test_a_bad_file_is_a_config_error_naming_the_key(
+    pki: PKI, text: str, key: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Every mistake in the file is one line naming file and key, in load and in `check`."""
+    path = write_web_config(pki, text)
+    with pytest.raises(ConfigFileError, match=key.replace(".", r"\.")):
+        load_web_config(path)
+    config = tmp_path / "service.yaml"
+    config.write_text(f"metrics:\n  enabled: true\n  web_config_file: {path}\n")
+    assert main(["check", "demo", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(path) in err and key in err
