@@ -1,17 +1,11 @@
 import base64
-import datetime
-import ipaddress
 import ssl
-from dataclasses import dataclass
+import subprocess
 from pathlib import Path
 
 import aiohttp
 import bcrypt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import CollectorRegistry, Gauge
 
 from bigbrotr.cli import main
@@ -19,82 +13,9 @@ from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.web_config import load_web_config
 from bigbrotr.core.yaml import ConfigFileError
+from tests.conftest import PKI, Issued
 
 PASSWORD = "s3cret-pass"
-
-
-@dataclass
-class Issued:
-    """A certificate and its key, as PEM files."""
-
-    cert: Path
-    key: Path
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def issue(
-    directory: Path, name: str, issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
-    *, ca: bool = False, client: bool = False,
-) -> tuple[Issued, x509.Certificate, ec.EllipticCurvePrivateKey]:  # fmt: skip
-    """A key and certificate signed by ``issuer`` (self-signed when None), written as PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(name))
-        .issuer_name(issuer[0].subject if issuer else _name(name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    cert = builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-    files = Issued(directory / f"{name}.pem", directory / f"{name}.key")
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return files, cert, key
-
-
-@dataclass
-class PKI:
-    """The certificates a test needs, in one directory (where web.yml goes too)."""
-
-    ca: Issued
-    server: Issued
-    client: Issued
-    stranger: Issued  # a client certificate from another CA
-    directory: Path
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
-    """A CA, a server and a client certificate from it, and a client from another CA."""
-    directory = tmp_path_factory.mktemp("pki")
-    ca, ca_cert, ca_key = issue(directory, "ca", None, ca=True)
-    server, _, _ = issue(directory, "server", (ca_cert, ca_key))
-    client, _, _ = issue(directory, "client", (ca_cert, ca_key), client=True)
-    _, other_cert, other_key = issue(directory, "other-ca", None, ca=True)
-    stranger, _, _ = issue(directory, "stranger", (other_cert, other_key), client=True)
-    return PKI(ca, server, client, stranger, directory)
 
 
 def write_web_config(pki: PKI, text: str) -> Path:
@@ -250,3 +171,16 @@ def test_a_bad_file_is_a_config_error_naming_the_key(
     assert main(["check", "demo", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and str(path) in err and key in err
+
+
+def test_promtool_accepts_the_file_bigbrotr_accepts(pki: PKI) -> None:
+    """The same file, TLS, client certificates and basic auth, passes promtool check web-config."""
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    extra = "  client_ca_file: ca.pem\n  client_auth_type: RequireAndVerifyClientCert\n"
+    extra += "  min_version: TLS13\n"
+    path = write_web_config(pki, tls_block(pki, extra) + f"basic_auth_users:\n  p: '{hashed}'\n")
+    load_web_config(path)
+    check = subprocess.run(
+        ["promtool", "check", "web-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
