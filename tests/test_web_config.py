@@ -1,4 +1,6 @@
 import base64
+import io
+import json
 import ssl
 import subprocess
 from pathlib import Path
@@ -6,6 +8,9 @@ from pathlib import Path
 import aiohttp
 import bcrypt
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import CollectorRegistry, Gauge
 
 from bigbrotr.cli import main
@@ -13,7 +18,7 @@ from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.web_config import load_web_config
 from bigbrotr.core.yaml import ConfigFileError
-from tests.conftest import PKI, Issued
+from tests.conftest import PKI, Issued, issue
 
 PASSWORD = "s3cret-pass"
 
@@ -184,3 +189,47 @@ def test_promtool_accepts_the_file_bigbrotr_accepts(pki: PKI) -> None:
         ["promtool", "check", "web-config", str(path)], capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+async def test_reload_rotates_certificates_and_users(
+    pki: PKI, tmp_path: Path, log_stream: io.StringIO
+) -> None:
+    """A re-read file brings a new certificate and password; a bad one keeps the running ones."""
+    ca_cert = x509.load_pem_x509_certificate(pki.ca.cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca.key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    rotated, _, _ = issue(pki.directory, "server-rotated", (ca_cert, ca_key))
+    old_hash = bcrypt.hashpw(b"old", bcrypt.gensalt(rounds=4)).decode()
+    new_hash = bcrypt.hashpw(b"new", bcrypt.gensalt(rounds=4)).decode()
+    path = write_web_config(pki, tls_block(pki) + f"basic_auth_users:\n  p: '{old_hash}'\n")
+    server = await start(path)
+    url, context = https(server), client_context(pki)
+    port = int(url.split(":")[2].split("/")[0])
+
+    def served_certificate() -> str:
+        return ssl.get_server_certificate(("127.0.0.1", port))
+
+    try:
+        assert await scrape(url, context, basic("p", "old")) == 200
+        assert served_certificate() == pki.server.cert.read_text()
+        path.write_text(
+            tls_block(pki)
+            .replace("server.pem", "server-rotated.pem")
+            .replace("server.key", "server-rotated.key")
+            + f"basic_auth_users:\n  p: '{new_hash}'\n"
+        )
+        assert await server.reload_web_config()
+        assert served_certificate() == rotated.cert.read_text()
+        assert await scrape(url, context, basic("p", "old")) == 401  # not from the cache
+        assert await scrape(url, context, basic("p", "new")) == 200
+        for bad in ("basic_auth_users:\n  p: nope\n", "basic_auth_users: {}\n"):
+            path.write_text(bad)
+            assert not await server.reload_web_config()
+        assert await scrape(url, context, basic("p", "new")) == 200
+        errors = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+        errors = [line for line in errors if line["event"].startswith("web config not reloaded")]
+        assert [line["level"] for line in errors] == ["error", "error"]
+        assert "basic_auth_users.p" in errors[0]["reason"]
+        assert "turning TLS on or off needs a restart" in errors[1]["reason"]
+    finally:
+        await server.stop()

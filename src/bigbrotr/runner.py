@@ -7,11 +7,13 @@ prints and turns into exit code 2.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import importlib.util
 import os
 import re
+import signal
 import socket
 import sys
 import traceback
@@ -243,6 +245,17 @@ async def serve(
             raise UsageError(f"web config file not found: {exc.filename}") from None
         except OSError as exc:
             raise UsageError(exc.strerror or str(exc)) from None
+        loop = asyncio.get_running_loop()
+        reloads = server.url is not None and service.config.metrics.web_config_file is not None
+        reloading: set[asyncio.Task[bool]] = set()  # held, so a reload is not collected
+
+        def reload() -> None:
+            task = loop.create_task(server.reload_web_config())
+            reloading.add(task)
+            task.add_done_callback(reloading.discard)
+
+        if reloads:  # certificates and users rotate without a restart
+            loop.add_signal_handler(signal.SIGHUP, reload)
         try:
             _log_start(service, once)
             if server.url:
@@ -250,6 +263,8 @@ async def serve(
             async with service:
                 failed = await service.run_forever()
         finally:
+            if reloads:
+                loop.remove_signal_handler(signal.SIGHUP)
             await server.stop()
         _log.info("stopped", reason="failure limit" if failed else "shutdown requested")
         return EXIT_FAILED if failed else EXIT_OK

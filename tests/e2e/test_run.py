@@ -1,11 +1,15 @@
+import base64
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import bcrypt
 import pytest
 
 from bigbrotr import __version__
@@ -214,3 +218,35 @@ def test_the_services_own_idle_threads_do_not_cut_the_exit(
     cli.signal(signal.SIGTERM)
     assert cli.wait() == 0
     assert not cli.logged("exiting without waiting for stuck threads")
+
+
+def test_sighup_rereads_the_web_config(start_cli: StartCLI, tmp_path: Path) -> None:
+    """SIGHUP re-reads metrics.web_config_file: a rotated password works at once."""
+    web = tmp_path / "web.yml"
+
+    def users(password: bytes) -> str:
+        hashed = bcrypt.hashpw(password, bcrypt.gensalt(rounds=4)).decode()
+        return f"basic_auth_users:\n  p: '{hashed}'\n"
+
+    web.write_text(users(b"old"))
+    config = fast()
+    config["metrics"] = {"enabled": True, "port": 0, "web_config_file": str(web)}
+    cli = start_cli("run", TARGET, "--log-format", "json", config=config)
+    url = cli.metrics_url()
+
+    def status(password: str) -> int:
+        token = base64.b64encode(f"p:{password}".encode()).decode()
+        request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert status("old") == 200
+    web.write_text(users(b"new"))
+    cli.signal(signal.SIGHUP)
+    wait_until(lambda: cli.logged("web config reloaded"), what="the reload")
+    assert (status("old"), status("new")) == (401, 200)
+    cli.signal(signal.SIGTERM)
+    assert cli.wait() == 0

@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import threading
 import time
 import weakref
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any, ClassVar, cast
 
 from aiohttp import web
@@ -35,6 +37,7 @@ from bigbrotr.core.exposition import Endpoint, Request
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.web_config import WebConfig, load_web_config
+from bigbrotr.core.yaml import ConfigFileError
 
 __all__ = ["MetricsServer"]
 
@@ -217,11 +220,29 @@ class _ServerThread:
         self._config = config
         self._endpoint = endpoint
         self._metrics = metrics
-        self._web = web
+        self.web = web
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._errors = _client_error_log(metrics.client_errors)
         threading.Thread(target=self._main, name="bigbrotr-http", daemon=True).start()
+
+    def reload(self, new: WebConfig) -> Future[None]:
+        """Switch to a re-read web config, on the server's own loop (between handshakes)."""
+        done: Future[None] = Future()
+
+        def switch() -> None:
+            try:
+                live = self.web.ssl_context
+                if live is not None:
+                    new.rotate_into(live)
+                self.web = replace(new, ssl_context=live)
+                done.set_result(None)
+            except Exception as exc:  # handed to the caller, which logs it
+                done.set_exception(exc)
+
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(switch)
+        return done
 
     def stop(self) -> None:
         """Ask the server to close (from any thread); ``done`` completes when it has."""
@@ -246,9 +267,10 @@ class _ServerThread:
         loop.set_exception_handler(self._loop_error)
         endpoint = self._endpoint
         config = self._config
-        auth, extra_headers = self._web.auth, self._web.headers
 
         async def handle(request: web.Request) -> web.Response:
+            settings = self.web  # read per request: a reload swaps it
+            auth, extra_headers = settings.auth, settings.headers
             if auth is not None:
                 given = request.headers.get("Authorization")
                 if not auth.cached(given) and not await loop.run_in_executor(
@@ -290,7 +312,7 @@ class _ServerThread:
                 lambda: _Guarded(protocols(), connections),
                 config.host,
                 config.port,
-                ssl=self._web.ssl_context,
+                ssl=self.web.ssl_context,
             )
         except OSError as exc:
             await runner.cleanup()
@@ -392,6 +414,38 @@ class MetricsServer:
             where = f"{config.host}:{config.port}"
             raise OSError(exc.errno, f"cannot serve metrics on {where}: {reason}") from exc
         self._thread, self._endpoint, self._port = thread, endpoint, port
+
+    async def reload_web_config(self) -> bool:
+        """Re-read ``web_config_file`` (SIGHUP): new certificates, users and headers.
+
+        The file is checked whole before anything changes; a bad file, or one
+        that turns TLS on or off (which needs a restart), keeps the running
+        settings and logs one ERROR line.
+
+        Returns:
+            True if the new file is in use.
+        """
+        path, thread = self._config.web_config_file, self._thread
+        if path is None or thread is None:
+            return False
+        try:
+            new = await asyncio.to_thread(load_web_config, path)  # bcrypt, file reads
+        except (ConfigFileError, OSError) as exc:
+            _log.error("web config not reloaded, keeping the running one", reason=str(exc))
+            return False
+        if (new.ssl_context is None) != (thread.web.ssl_context is None):
+            _log.error(
+                "web config not reloaded, keeping the running one",
+                reason=f"{path}: turning TLS on or off needs a restart",
+            )
+            return False
+        try:
+            await asyncio.wrap_future(thread.reload(new))
+        except (ConfigFileError, OSError, ssl.SSLError) as exc:
+            _log.error("web config not reloaded, keeping the running one", reason=str(exc))
+            return False
+        _log.info("web config reloaded", file=path)
+        return True
 
     async def stop(self) -> None:
         """Stop the HTTP server and release the port.

@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import ssl
 import threading
 from collections import OrderedDict
@@ -166,11 +167,32 @@ def _credentials(header: str | None) -> tuple[str, str] | None:
 
 @dataclass(frozen=True)
 class WebConfig:
-    """What the server needs from the file: TLS, auth and headers, all checked."""
+    """What the server needs from the file: TLS, auth and headers, all checked.
+
+    Attributes:
+        ssl_context: For the listener, or None for plain HTTP.
+        auth: The basic-auth check, or None for none.
+        headers: Added to every response.
+        tls: The file's TLS settings, so a re-read file can be applied to the
+            listener's context (``rotate_into``).
+        source: The file.
+    """
 
     ssl_context: ssl.SSLContext | None = None
     auth: BasicAuth | None = None
     headers: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HEADERS))
+    tls: TLSServerConfig | None = None
+    source: str = ""
+
+    def rotate_into(self, live: ssl.SSLContext) -> None:
+        """Apply this file's TLS settings to the listener's context, for new handshakes.
+
+        A listening socket keeps the context it was made with, so rotating
+        certificates changes that context in place. (Client CAs can be added
+        this way, not removed: removing one needs a restart.)
+        """
+        assert self.tls is not None
+        _configure(live, self.source, self.tls)
 
 
 def load_web_config(path: str | Path) -> WebConfig:
@@ -188,17 +210,22 @@ def load_web_config(path: str | Path) -> WebConfig:
     headers = dict(DEFAULT_HEADERS)
     if parsed.http_server_config is not None:
         headers.update(parsed.http_server_config.headers)
-    context = _ssl_context(path, parsed.tls_server_config) if parsed.tls_server_config else None
+    tls = parsed.tls_server_config
+    context = None
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        _configure(context, str(path), tls)
     auth = _basic_auth(path, parsed.basic_auth_users) if parsed.basic_auth_users else None
-    return WebConfig(context, auth, headers)
+    return WebConfig(context, auth, headers, tls, str(path))
 
 
-def _ssl_context(path: str | Path, tls: TLSServerConfig) -> ssl.SSLContext:
+def _configure(context: ssl.SSLContext, path: str, tls: TLSServerConfig) -> None:
+    """Set ``context`` up as ``tls`` says (a new context, or the listener's on rotation)."""
+
     def fail(key: str, problem: str) -> ConfigFileError:
         return ConfigFileError(f"{path}: field 'tls_server_config.{key}': {problem}")
 
     base = Path(path).parent
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     for key in ("cert_file", "key_file"):
         file = base / getattr(tls, key)
         if not file.is_file():
@@ -231,6 +258,8 @@ def _ssl_context(path: str | Path, tls: TLSServerConfig) -> ssl.SSLContext:
             raise fail("client_ca_file", f"cannot read {ca_file} ({exc})") from None
         required = tls.client_auth_type == "RequireAndVerifyClientCert"
         context.verify_mode = ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL
+    else:
+        context.verify_mode = ssl.CERT_NONE
     if tls.cipher_suites:
         unknown = [suite for suite in tls.cipher_suites if suite not in _CIPHERS]
         if unknown:
@@ -238,18 +267,13 @@ def _ssl_context(path: str | Path, tls: TLSServerConfig) -> ssl.SSLContext:
         context.set_ciphers(":".join(_CIPHERS[suite] for suite in tls.cipher_suites))
     if tls.curve_preferences:
         raise fail("curve_preferences", "cannot be honoured by Python's ssl module")
-    return context
+
+
+_BCRYPT = re.compile(r"\$2[abxy]?\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 
 
 def _basic_auth(path: str | Path, users: dict[str, str]) -> BasicAuth:
-    hashes = {}
     for user, stored in users.items():
-        hashed = stored.encode()
-        try:
-            bcrypt.checkpw(b"", hashed)
-        except ValueError:
-            raise ConfigFileError(
-                f"{path}: field 'basic_auth_users.{user}': not a bcrypt hash"
-            ) from None
-        hashes[user] = hashed
-    return BasicAuth(hashes)
+        if not _BCRYPT.fullmatch(stored):
+            raise ConfigFileError(f"{path}: field 'basic_auth_users.{user}': not a bcrypt hash")
+    return BasicAuth({user: stored.encode() for user, stored in users.items()})
