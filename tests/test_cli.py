@@ -61,6 +61,7 @@ def test_check_prints_resolved_config(
         "max_connections": 100,
         "idle_timeout": 15.0,
         "web_config_file": None,
+        "unprotected_paths": [],
     }
     assert resolved["max_consecutive_failures"] == 5
 

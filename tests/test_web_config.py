@@ -233,3 +233,20 @@ async def test_reload_rotates_certificates_and_users(
         assert "turning TLS on or off needs a restart" in errors[1]["reason"]
     finally:
         await server.stop()
+
+
+async def test_only_listed_paths_are_left_open(pki: PKI) -> None:
+    """With basic auth every path needs it, but those in metrics.unprotected_paths."""
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    web = write_web_config(pki, f"basic_auth_users:\n  p: '{hashed}'\n")
+    config = MetricsConfig(
+        enabled=True, port=0, web_config_file=str(web), unprotected_paths=frozenset({"/metrics"})
+    )
+    server = MetricsServer(config, CollectorRegistry())
+    await server.start()
+    assert server.url is not None
+    try:
+        assert await scrape(server.url) == 200
+        assert await scrape(server.url.replace("/metrics", "/other")) == 401
+    finally:
+        await server.stop()

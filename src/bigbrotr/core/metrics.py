@@ -99,6 +99,9 @@ class MetricsConfig(Settings):
             ``render_timeout``, so no scrape is cut while it waits.
         web_config_file: An exporter-toolkit web configuration file (TLS,
             basic auth, headers), relative to the working directory.
+        unprotected_paths: Paths served without basic auth (say, health
+            probes for a kubelet); every other path needs it. Kept here, not
+            in the web config file, so that file stays valid for promtool.
     """
 
     enabled: bool = False
@@ -111,6 +114,7 @@ class MetricsConfig(Settings):
     max_connections: int = Field(default=100, ge=1, le=100_000)
     idle_timeout: float = Field(default=15.0, gt=0, le=3600)
     web_config_file: str | None = None
+    unprotected_paths: frozenset[str] = frozenset()
 
     @field_validator("port")
     @classmethod
@@ -137,6 +141,14 @@ class MetricsConfig(Settings):
                 f"({self.render_timeout}), or a slow render would be cut off"
             )
         return self
+
+    @field_validator("unprotected_paths")
+    @classmethod
+    def _check_unprotected(cls, paths: frozenset[str]) -> frozenset[str]:
+        for path in paths:
+            if not path.startswith("/"):
+                raise ValueError(f"unprotected path {path!r} must start with '/'")
+        return paths
 
     @field_validator("path")
     @classmethod

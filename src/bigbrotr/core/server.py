@@ -271,7 +271,7 @@ class _ServerThread:
         async def handle(request: web.Request) -> web.Response:
             settings = self.web  # read per request: a reload swaps it
             auth, extra_headers = settings.auth, settings.headers
-            if auth is not None:
+            if auth is not None and request.path not in config.unprotected_paths:
                 given = request.headers.get("Authorization")
                 if not auth.cached(given) and not await loop.run_in_executor(
                     None, auth.check, given
