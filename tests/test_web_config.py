@@ -250,3 +250,34 @@ async def test_only_listed_paths_are_left_open(pki: PKI) -> None:
         assert await scrape(server.url.replace("/metrics", "/other")) == 401
     finally:
         await server.stop()
+
+
+async def test_client_certificates_if_given_are_verified(pki: PKI) -> None:
+    """VerifyClientCertIfGiven: no certificate is fine, the CA's is fine, another CA's is not."""
+    extra = "  client_ca_file: ca.pem\n  client_auth_type: VerifyClientCertIfGiven\n"
+    server = await start(write_web_config(pki, tls_block(pki, extra)))
+    try:
+        assert await scrape(https(server), client_context(pki)) == 200
+        assert await scrape(https(server), client_context(pki, pki.client)) == 200
+        with pytest.raises(aiohttp.ClientError):
+            await scrape(https(server), client_context(pki, pki.stranger))
+    finally:
+        await server.stop()
+
+
+async def test_cipher_suites_limit_tls12(pki: PKI) -> None:
+    """cipher_suites (Go's names) restrict TLS 1.2; a client offering none of them is refused."""
+    extra = "  max_version: TLS12\n  cipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]\n"
+    server = await start(write_web_config(pki, tls_block(pki, extra)))
+    try:
+        assert await scrape(https(server), client_context(pki)) == 200
+        other = client_context(pki)
+        other.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+        with pytest.raises(aiohttp.ClientError):
+            await scrape(https(server), other)
+    finally:
+        await server.stop()
+    with pytest.raises(ConfigFileError, match=r"not a TLS 1\.2 suite Go offers: TLS_RSA_MADE_UP"):
+        load_web_config(
+            write_web_config(pki, tls_block(pki, "  cipher_suites: [TLS_RSA_MADE_UP]\n"))
+        )
