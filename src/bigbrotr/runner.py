@@ -236,7 +236,7 @@ async def serve(
                 succeeded = await service.run_cycle()
                 # a signal stops cleanly (exit 0), even a cycle it cut short after the grace
                 return EXIT_OK if succeeded or signals.received else EXIT_FAILED
-        server = MetricsServer(service.config.metrics)
+        server = MetricsServer(service.config.metrics, health=service.health)
         try:
             await server.start()
         except ConfigFileError as exc:

@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from bigbrotr import __version__
 from bigbrotr.core.config import Settings, describe_validation_error
+from bigbrotr.core.health import HealthSnapshot
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics import (
     CYCLE_DURATION_SECONDS,
@@ -87,6 +88,9 @@ class BaseServiceConfig(Settings):
         loop_block_threshold: Seconds the event loop may be blocked before the
             watchdog logs a WARNING with where it is stuck; 0 turns the
             watchdog off (no ``event_loop_lag_seconds`` either).
+        stale_after: Seconds without a successful cycle (or in one cycle)
+            after which ``/readyz`` says not ready; by default twice the
+            interval plus the cycle timeout (or one more interval).
         metrics: The Prometheus endpoint.
     """
 
@@ -95,6 +99,7 @@ class BaseServiceConfig(Settings):
     cycle_timeout: float | None = Field(default=None, gt=0, le=ONE_WEEK_SECONDS)
     shutdown_grace: float = Field(default=25.0, ge=0, le=3600)
     loop_block_threshold: float = Field(default=1.0, ge=0, le=3600)
+    stale_after: float | None = Field(default=None, gt=0, le=ONE_WEEK_SECONDS)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @field_validator("interval")
@@ -219,6 +224,10 @@ class BaseService(ABC, Generic[ConfigT]):
         self._started = False
         self._consecutive_failures = 0
         self._cycle_scope: asyncio.Timeout | None = None
+        self._started_at = time.monotonic()
+        self._last_success_at: float | None = None
+        self._cycle_started_at: float | None = None
+        self._watchdog_now: LoopWatchdog | None = None
         self._failures_seen: dict[tuple[str, str], int] = {}
         self._cut_by_grace = False
         enabled = self._config.metrics.enabled
@@ -358,12 +367,33 @@ class BaseService(ABC, Generic[ConfigT]):
             cycles failed in a row; False if shutdown was requested.
         """
         self._start()
-        watchdog = self._watchdog()
+        watchdog = self._watchdog_now = self._watchdog()
         try:
             return await self._cycles()
         finally:
+            self._watchdog_now = None
             if watchdog is not None:
                 watchdog.stop()
+
+    def health(self) -> HealthSnapshot:
+        """The service's state for ``/healthz`` and ``/readyz``; safe from any thread."""
+        config = self._config
+        stale_after = config.stale_after or (
+            2 * config.interval + (config.cycle_timeout or config.interval)
+        )
+        watchdog = self._watchdog_now
+        return HealthSnapshot(
+            now=time.monotonic(),
+            started_at=self._started_at,
+            loop_blocked_for=watchdog.blocked_for() if watchdog is not None else None,
+            loop_block_threshold=config.loop_block_threshold,
+            consecutive_failures=self._consecutive_failures,
+            max_consecutive_failures=config.max_consecutive_failures,
+            last_success_at=self._last_success_at,
+            cycle_started_at=self._cycle_started_at,
+            stale_after=stale_after,
+            shutting_down=self._shutdown.is_set(),
+        )
 
     async def _cycles(self) -> bool:
         limit = self._config.max_consecutive_failures
@@ -412,6 +442,7 @@ class BaseService(ABC, Generic[ConfigT]):
         timeout = self._config.cycle_timeout
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         self.set_gauge("cycle_in_progress_start_timestamp", time.time())
+        self._cycle_started_at = time.monotonic()
         scope = self._cycle_scope = asyncio.timeout_at(deadline)
         try:
             async with scope:
@@ -429,8 +460,10 @@ class BaseService(ABC, Generic[ConfigT]):
             return False
         finally:
             self._cycle_scope, self._cut_by_grace = None, False
+            self._cycle_started_at = None
             self.set_gauge("cycle_in_progress_start_timestamp", 0)
         duration = self.clock() - started
+        self._last_success_at = time.monotonic()
         self._consecutive_failures = 0
         self.inc_counter("cycles_success")
         self.set_gauge("consecutive_failures", 0)
@@ -507,6 +540,7 @@ class BaseService(ABC, Generic[ConfigT]):
         if self._started:
             return
         self._started = True
+        self._started_at = time.monotonic()
         if self._config.metrics.enabled:
             SERVICE_INFO.info({"service": self.SERVICE_NAME, "version": __version__})
             self.inc_counter("cycles_success", 0)

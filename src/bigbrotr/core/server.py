@@ -25,6 +25,7 @@ import ssl
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any, ClassVar, cast
@@ -34,6 +35,7 @@ from prometheus_client import REGISTRY, Counter
 from prometheus_client.registry import CollectorRegistry
 
 from bigbrotr.core.exposition import Endpoint, Request
+from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.web_config import WebConfig, load_web_config
@@ -190,6 +192,13 @@ class _Guarded(asyncio.Protocol):
 
 #: The ``Server`` header: no versions for a scanner to match against advisories.
 _SERVER = "bigbrotr"
+#: Health endpoints (Kubernetes' names) and the verdict each one gives.
+_HEALTH: dict[str, Callable[[HealthSnapshot], Verdict]] = {
+    "/healthz": liveness,
+    "/livez": liveness,
+    "/readyz": readiness,
+}
+_READS = ("GET", "HEAD")
 
 
 def _unauthorized(extra_headers: dict[str, str]) -> web.Response:
@@ -214,6 +223,7 @@ class _ServerThread:
         endpoint: Endpoint,
         metrics: _ConnectionMetrics,
         web: WebConfig,
+        health: Callable[[], HealthSnapshot] | None,
     ) -> None:
         self.bound: Future[int] = Future()
         self.done: Future[None] = Future()
@@ -221,6 +231,7 @@ class _ServerThread:
         self._endpoint = endpoint
         self._metrics = metrics
         self.web = web
+        self._health = health
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._errors = _client_error_log(metrics.client_errors)
@@ -277,6 +288,14 @@ class _ServerThread:
                     None, auth.check, given
                 ):  # bcrypt: never on this loop
                     return _unauthorized(extra_headers)
+            verdict = _HEALTH.get(request.path)
+            if verdict is not None and self._health is not None and request.method in _READS:
+                answer = verdict(self._health())
+                return web.Response(
+                    status=answer.status,
+                    text=answer.text(verbose="verbose" in request.query),
+                    headers={**extra_headers, "Server": _SERVER},
+                )
             response = await endpoint.respond(
                 Request(
                     request.method,
@@ -349,7 +368,10 @@ class MetricsServer:
     ``metrics_handler_client_errors_total``.
 
     The endpoint path is configurable via ``MetricsConfig.path``; GET and HEAD
-    are served there, other methods get 405 and other paths 404.
+    are served there, other methods get 405 and other paths 404. Given a
+    ``health`` source (``BaseService.health``), ``/healthz`` and ``/livez``
+    (liveness) and ``/readyz`` (readiness) answer 200 or 503, with one line
+    per check under ``?verbose``.
 
     Examples:
         server = MetricsServer(MetricsConfig(enabled=True, port=8001))
@@ -358,9 +380,15 @@ class MetricsServer:
         await server.stop()
     """
 
-    def __init__(self, config: MetricsConfig, registry: CollectorRegistry = REGISTRY) -> None:
+    def __init__(
+        self,
+        config: MetricsConfig,
+        registry: CollectorRegistry = REGISTRY,
+        health: Callable[[], HealthSnapshot] | None = None,
+    ) -> None:
         self._config = config
         self._registry = registry
+        self._health = health
         self._thread: _ServerThread | None = None
         self._endpoint: Endpoint | None = None
         self._port: int | None = None
@@ -404,7 +432,9 @@ class MetricsServer:
             max_requests_in_flight=config.max_requests_in_flight,
             render_timeout=config.render_timeout,
         )
-        thread = _ServerThread(config, endpoint, _ConnectionMetrics.of(self._registry), web_config)
+        thread = _ServerThread(
+            config, endpoint, _ConnectionMetrics.of(self._registry), web_config, self._health
+        )
         try:
             port = await asyncio.wrap_future(thread.bound)
         except OSError as exc:

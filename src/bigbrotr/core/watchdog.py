@@ -53,6 +53,7 @@ class LoopWatchdog:
         self._loop_thread = threading.get_ident()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pending_since: float | None = None
         self._log = get_logger(__name__, service=service) if service else get_logger(__name__)
 
     def start(self) -> None:
@@ -62,6 +63,11 @@ class LoopWatchdog:
                 target=self._watch, name="bigbrotr-watchdog", daemon=True
             )
             self._thread.start()
+
+    def blocked_for(self) -> float:
+        """How long the probe now waiting for the loop has waited (0 when none waits)."""
+        since = self._pending_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
 
     def stop(self) -> None:
         """Stop watching; the thread ends within one probe."""
@@ -83,7 +89,7 @@ class LoopWatchdog:
             ran_at.append(time.monotonic())
             ran.set()
 
-        sent = time.monotonic()
+        sent = self._pending_since = time.monotonic()
         try:
             self._loop.call_soon_threadsafe(callback)
         except RuntimeError:  # the loop was closed
@@ -95,6 +101,7 @@ class LoopWatchdog:
             if self._threshold and not blocked:
                 blocked = True
                 self._report_block(time.monotonic() - sent)
+        self._pending_since = None
         lag = ran_at[0] - sent
         self._observe(lag)
         if blocked:
