@@ -6,7 +6,8 @@ BIN    := $(VENV)/bin
 OLDEST_PROMETHEUS_CLIENT := 0.23.1
 OLDEST := .venv-oldest
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
-# Debian packages the tests and benchmarks use: promtool/prometheus, wrk, curl.
+# Debian packages the tests and benchmarks use: prometheus/promtool, prometheus-pushgateway,
+# wrk, curl.
 
 .PHONY: demo test lint typecheck unit oldest bench system-deps clean
 
@@ -31,6 +32,7 @@ system-deps:
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \

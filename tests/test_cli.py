@@ -62,6 +62,7 @@ def test_check_prints_resolved_config(
         "idle_timeout": 15.0,
         "web_config_file": None,
         "unprotected_paths": [],
+        "pushgateway": None,
     }
     assert resolved["max_consecutive_failures"] == 5
 

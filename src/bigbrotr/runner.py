@@ -16,17 +16,20 @@ import re
 import signal
 import socket
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from types import ModuleType
 
+from prometheus_client import REGISTRY, push_to_gateway
 from pydantic import ValidationError
 
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig, load_config
 from bigbrotr.core.config import describe_validation_error, masked
 from bigbrotr.core.logger import get_logger
+from bigbrotr.core.metrics import PushgatewayConfig
 from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.web_config import load_web_config
 from bigbrotr.core.yaml import ConfigFileError
@@ -233,9 +236,7 @@ async def serve(
                 if not service.is_running:  # a signal came during start-up
                     _log.info("stopped before the cycle", reason="shutdown requested")
                     return EXIT_OK
-                succeeded = await service.run_cycle()
-                # a signal stops cleanly (exit 0), even a cycle it cut short after the grace
-                return EXIT_OK if succeeded or signals.received else EXIT_FAILED
+                return await _once(service, signals)
         server = MetricsServer(service.config.metrics, health=service.health)
         try:
             await server.start()
@@ -270,6 +271,52 @@ async def serve(
         return EXIT_FAILED if failed else EXIT_OK
     finally:
         signals.detach()
+
+
+async def _once(service: BaseService[BaseServiceConfig], signals: ShutdownSignals) -> int:
+    """One cycle, then the push to the Pushgateway (if configured) and one completion line.
+
+    A failed push turns exit 0 into 1 but never hides the cycle's own result.
+    """
+    started = time.monotonic()
+    succeeded = await service.run_cycle()
+    duration = time.monotonic() - started
+    service.set_gauge("run_duration_seconds", duration)
+    if succeeded:
+        service.set_gauge("last_success_timestamp", time.time())
+    pushed = await _push(service.config.metrics.pushgateway)
+    # a signal stops cleanly (exit 0), even a cycle it cut short after the grace
+    code = EXIT_OK if succeeded or signals.received else EXIT_FAILED
+    if pushed is False and code == EXIT_OK:
+        code = EXIT_FAILED
+    _log.info(
+        "once done",
+        outcome="success" if succeeded else "failure",
+        duration_seconds=round(duration, 3),
+        pushed=pushed,
+    )
+    return code
+
+
+async def _push(gateway: PushgatewayConfig | None) -> bool | None:
+    """Push the default registry; None when there is no Pushgateway, else whether it worked."""
+    if gateway is None:
+        return None
+    try:
+        await asyncio.to_thread(
+            push_to_gateway,
+            gateway.url,
+            job=gateway.job,
+            registry=REGISTRY,
+            grouping_key=gateway.grouping_key,
+            timeout=gateway.timeout,
+        )
+    except Exception as exc:  # any failure of the push is reported, never raised
+        _log.error(
+            "push to the Pushgateway failed", url=gateway.url, reason=f"{type(exc).__name__}: {exc}"
+        )
+        return False
+    return True
 
 
 def _log_start(service: BaseService[BaseServiceConfig], once: bool) -> None:

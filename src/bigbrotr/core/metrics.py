@@ -38,6 +38,7 @@ __all__ = [
     "SERVICE_NAME_OVERFLOW",
     "MetricsConfig",
     "MetricsServer",
+    "PushgatewayConfig",
     "start_metrics_server",
 ]
 
@@ -71,6 +72,22 @@ CYCLE_DURATION_SECONDS = Histogram(
 MIN_RENDER_TIMEOUT = 0.1
 
 
+class PushgatewayConfig(Settings):
+    """Where ``bigbrotr run --once`` pushes its metrics after the cycle.
+
+    Attributes:
+        url: The Pushgateway, ``http(s)://host:port``.
+        job: The ``job`` grouping label.
+        grouping_key: More grouping labels (values may hold ``/``).
+        timeout: Seconds the push may take.
+    """
+
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+    job: Annotated[str, Field(min_length=1)]
+    grouping_key: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(default=10.0, gt=0, le=600)
+
+
 class MetricsConfig(Settings):
     """Configuration for the Prometheus metrics endpoint.
 
@@ -102,6 +119,7 @@ class MetricsConfig(Settings):
         unprotected_paths: Paths served without basic auth (say, health
             probes for a kubelet); every other path needs it. Kept here, not
             in the web config file, so that file stays valid for promtool.
+        pushgateway: Where ``run --once`` pushes its metrics, or None.
     """
 
     enabled: bool = False
@@ -115,6 +133,7 @@ class MetricsConfig(Settings):
     idle_timeout: float = Field(default=15.0, gt=0, le=3600)
     web_config_file: str | None = None
     unprotected_paths: frozenset[str] = frozenset()
+    pushgateway: PushgatewayConfig | None = None
 
     @field_validator("port")
     @classmethod
@@ -132,6 +151,14 @@ class MetricsConfig(Settings):
                 "(shorter would answer every scrape 503)"
             )
         return timeout
+
+    @model_validator(mode="after")
+    def _pushgateway_needs_metrics(self) -> MetricsConfig:
+        if self.pushgateway is not None and not self.enabled:
+            raise ValueError(
+                "pushgateway needs enabled: true (it turns recording on; --once serves nothing)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _idle_outlasts_render(self) -> MetricsConfig:

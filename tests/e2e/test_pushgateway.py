@@ -1,0 +1,93 @@
+import socket
+import subprocess
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import CLI, TARGET, sample, wait_until
+
+StartCLI = Callable[..., CLI]
+
+
+@pytest.fixture
+def pushgateway(tmp_path: Path) -> Iterator[str]:
+    """A real prometheus-pushgateway on a free loopback port; yields its URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (tmp_path / "pushgateway.log").open("wb")
+    process = subprocess.Popen(
+        ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_until(ready, what="the pushgateway to start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+def pushed(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+        body: bytes = response.read()
+    return body.decode()
+
+
+def config(url: str, mode: str = "ok") -> dict[str, object]:
+    return {
+        "mode": mode,
+        "metrics": {
+            "enabled": True,
+            "pushgateway": {"url": url, "job": "nightly", "grouping_key": {"path": "/data/in"}},
+        },
+    }
+
+
+@pytest.mark.parametrize(("mode", "code"), [("ok", 0), ("fail", 1)])
+def test_once_pushes_its_metrics_after_the_cycle(
+    start_cli: StartCLI, pushgateway: str, mode: str, code: int
+) -> None:
+    """--once pushes (grouping values with '/' included), success or not, and logs one line."""
+    cli = start_cli(
+        "run", TARGET, "--once", "--log-format", "json", config=config(pushgateway, mode)
+    )
+    assert cli.wait() == code
+    text = pushed(pushgateway)
+    labels = {"job": "nightly", "path": "/data/in", "service": "e2e"}
+    outcome = "cycles_success" if mode == "ok" else "cycles_failed"
+    assert sample(text, "service_counter_total", name=outcome, **labels) == 1
+    assert sample(text, "service_gauge", name="run_duration_seconds", **labels) is not None
+    last_success = sample(text, "service_gauge", name="last_success_timestamp", **labels)
+    assert (last_success is not None) is (mode == "ok")
+    done = cli.logged("once done")
+    assert len(done) == 1
+    assert done[0]["outcome"] == ("success" if mode == "ok" else "failure")
+    assert done[0]["pushed"] is True
+
+
+def test_a_failed_push_turns_success_into_exit_1(start_cli: StartCLI) -> None:
+    """An unreachable Pushgateway is logged, and a successful cycle then exits 1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    cli = start_cli("run", TARGET, "--once", "--log-format", "json", config=config(closed))
+    assert cli.wait() == 1
+    assert cli.logged("push to the Pushgateway failed")
+    assert (
+        cli.logged("once done")[0] | {"outcome": "success", "pushed": False}
+        == cli.logged("once done")[0]
+    )
