@@ -123,8 +123,8 @@ def test_alias_bombs_are_refused_quickly(tmp_path: Path) -> None:
 
 def test_a_few_aliases_are_fine(tmp_path: Path) -> None:
     """Ordinary alias use (a shared block) still loads."""
-    text = "base: &base {enabled: true, port: 9100}\nmetrics: *base\n"
-    assert load_yaml(write(tmp_path, text))["metrics"] == {"enabled": True, "port": 9100}
+    text = "base: &base {enabled: true, host: shared}\nmetrics: *base\n"
+    assert load_yaml(write(tmp_path, text))["metrics"] == {"enabled": True, "host": "shared"}
 
 
 def test_duplicate_keys_name_both_lines(tmp_path: Path) -> None:
@@ -153,8 +153,8 @@ def test_strings_from_the_environment_are_marked(
 
 def test_merge_keys_load_and_may_be_overridden(tmp_path: Path) -> None:
     """`<<: *base` merges a shared block; keys written beside it override the merged ones."""
-    text = "base: &base {enabled: true, port: 9100}\nmetrics:\n  <<: *base\n  port: 9200\n"
-    assert load_yaml(write(tmp_path, text))["metrics"] == {"enabled": True, "port": 9200}
+    text = "base: &base {enabled: true, host: shared}\nmetrics:\n  <<: *base\n  host: own\n"
+    assert load_yaml(write(tmp_path, text))["metrics"] == {"enabled": True, "host": "own"}
     twice = "base: &base {port: 1}\nmetrics:\n  <<: *base\n  port: 2\n  port: 3\n"
     with pytest.raises(ConfigFileError, match="duplicate key 'port' \\(first given at line 4\\)"):
         load_yaml(write(tmp_path, twice))
