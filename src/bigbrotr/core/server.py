@@ -424,8 +424,8 @@ class MetricsServer:
         if not config.enabled or self._thread is not None:
             return
         web_config = WebConfig()
-        if config.web_config_file is not None:
-            web_config = load_web_config(config.web_config_file)
+        if config.web_config_file is not None:  # reads files and runs bcrypt: off the loop
+            web_config = await asyncio.to_thread(load_web_config, config.web_config_file)
         endpoint = Endpoint(  # before binding: registering its metrics may raise
             self._registry,
             path=config.path,
