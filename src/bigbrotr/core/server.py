@@ -24,11 +24,10 @@ import logging
 import ssl
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 from aiohttp import web
 from prometheus_client import REGISTRY, Counter
@@ -38,6 +37,7 @@ from bigbrotr.core.exposition import Endpoint, Request
 from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics import MetricsConfig
+from bigbrotr.core.per_registry import PerRegistry
 from bigbrotr.core.web_config import WebConfig, load_web_config
 from bigbrotr.core.yaml import ConfigFileError
 
@@ -50,11 +50,6 @@ _CLIENT_ERROR_LOG_EVERY = 60.0
 
 class _ConnectionMetrics:
     """The server's connection-level counters, registered once per registry."""
-
-    _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, _ConnectionMetrics]] = (
-        weakref.WeakKeyDictionary()
-    )
-    _lock = threading.Lock()
 
     def __init__(self, registry: CollectorRegistry) -> None:
         closed = Counter(
@@ -71,13 +66,8 @@ class _ConnectionMetrics:
             registry=registry,
         )
 
-    @classmethod
-    def of(cls, registry: CollectorRegistry) -> _ConnectionMetrics:
-        with cls._lock:
-            metrics = cls._by_registry.get(registry)
-            if metrics is None:
-                metrics = cls._by_registry[registry] = cls(registry)
-            return metrics
+
+_connection_metrics = PerRegistry(_ConnectionMetrics)
 
 
 def _client_error_log(counter: Any) -> logging.Logger:
@@ -433,7 +423,7 @@ class MetricsServer:
             render_timeout=config.render_timeout,
         )
         thread = _ServerThread(
-            config, endpoint, _ConnectionMetrics.of(self._registry), web_config, self._health
+            config, endpoint, _connection_metrics(self._registry), web_config, self._health
         )
         try:
             port = await asyncio.wrap_future(thread.bound)

@@ -10,8 +10,6 @@ and are shared by concurrent scrapes (``Coalescer``), at most
 from __future__ import annotations
 
 import asyncio
-import weakref
-from typing import ClassVar
 
 from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.registry import CollectorRegistry
@@ -33,6 +31,7 @@ from bigbrotr.core.exposition._http import (
     too_many_renders,
 )
 from bigbrotr.core.logger import get_logger
+from bigbrotr.core.per_registry import PerRegistry
 
 __all__ = ["Endpoint"]
 
@@ -42,10 +41,6 @@ _MAX_REMEMBERED_ERRORS = 100
 
 class _HandlerMetrics:
     """The endpoint's own metrics, as Go's promhttp exports them, one set per registry."""
-
-    _by_registry: ClassVar[weakref.WeakKeyDictionary[CollectorRegistry, _HandlerMetrics]] = (
-        weakref.WeakKeyDictionary()
-    )
 
     def __init__(self, registry: CollectorRegistry) -> None:
         requests = Counter(
@@ -62,13 +57,8 @@ class _HandlerMetrics:
             registry=registry,
         )
 
-    @classmethod
-    def of(cls, registry: CollectorRegistry) -> _HandlerMetrics:
-        """The registry's handler metrics, registered on first use."""
-        metrics = cls._by_registry.get(registry)
-        if metrics is None:
-            metrics = cls._by_registry[registry] = cls(registry)
-        return metrics
+
+_handler_metrics = PerRegistry(_HandlerMetrics)
 
 
 class Endpoint:
@@ -99,7 +89,7 @@ class Endpoint:
         self._path = path
         self._limit = max_requests_in_flight
         self._timeout = render_timeout
-        self._metrics = _HandlerMetrics.of(registry)
+        self._metrics = _handler_metrics(registry)
         self._executor: DaemonThreadExecutor | None = None
         self._coalescer: Coalescer[RenderKey, bool, Rendered] | None = None
         self._in_flight = 0
