@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -64,6 +65,14 @@ def build_registry(series: int) -> tuple[CollectorRegistry, Callable[[float], No
 
     touch(1.0)
     return registry, touch
+
+
+def rss() -> int:
+    """Resident memory of this process in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def seed_style_app(registry: CollectorRegistry, path: str = "/metrics") -> web.Application:

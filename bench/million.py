@@ -12,22 +12,13 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from _workload import build_registry
+from _workload import build_registry, rss
 from bigbrotr.core.exposition import render
 
 SERIES = 1_000_000
-
-
-def rss() -> int:
-    """Resident memory of this process in bytes."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def seconds(fn: Callable[[], object]) -> float:

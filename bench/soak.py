@@ -13,11 +13,11 @@ import random
 import threading
 import time
 import urllib.request
-from pathlib import Path
 
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from _workload import rss
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 from bigbrotr.core.logger import configure_logging
 from bigbrotr.core.metrics import MetricsConfig
@@ -25,13 +25,6 @@ from bigbrotr.core.server import MetricsServer
 
 SECONDS = 30.0
 WARM_UP = 3.0
-
-
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 class Flaky(BaseService[BaseServiceConfig]):
@@ -83,10 +76,10 @@ async def main() -> None:
             await service.run_cycle()
             cycles += 1
             if before is None and time.monotonic() - start > WARM_UP:
-                before = rss_mib()
+                before = rss() / 2**20
             if cycles % 10 == 0:
                 await asyncio.sleep(0.002)
-    after = rss_mib()
+    after = rss() / 2**20
     stop.set()
     scraper.join()
     await server.stop()
