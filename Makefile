@@ -33,6 +33,7 @@ system-deps:
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from bigbrotr import __version__
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 from bigbrotr.core.metrics import MetricsConfig
+from bigbrotr.core.status import HISTORY
 from bigbrotr.core.yaml import ConfigFileError
 from tests.conftest import ScriptedService, metrics_on, scripted, unique_name
 
@@ -211,6 +212,27 @@ async def test_failures_are_counted_and_the_loop_goes_on() -> None:
     assert counter(cls, "errors_ValueError") == 1
     assert counter(cls, "errors_KeyError") == 1
     assert gauge(cls, "consecutive_failures") == 0
+
+
+async def test_status_keeps_counts_the_last_error_and_recent_cycles() -> None:
+    """status() holds what the page shows, with metrics off too; history is bounded."""
+    script: list[float | BaseException] = [0.5, ValueError("bad <input>"), 2.0] * 30
+    service = scripted()(BaseServiceConfig(max_consecutive_failures=0), script=script)
+    before = time.time()
+    await service.run_forever()
+    status = service.status()
+    assert (status.cycles_succeeded, status.cycles_failed) == (60, 30)
+    assert status.last_error is not None
+    assert (status.last_error.type, status.last_error.message) == ("ValueError", "bad <input>")
+    assert before <= status.last_error.at <= time.time()
+    assert len(status.recent) == HISTORY
+    assert [(c.duration, c.ok, c.error) for c in status.recent[-3:]] == [
+        (0.5, True, ""),
+        (0.0, False, "ValueError"),
+        (2.0, True, ""),
+    ]
+    assert status.loop_lag is None  # the watchdog stopped with the loop
+    assert status.health.consecutive_failures == 0
 
 
 async def test_failure_limit_stops_the_loop_and_reports_it() -> None:

@@ -30,7 +30,12 @@ async def test_a_blocked_loop_is_reported_once_with_where(log_stream: io.StringI
     )
     watchdog.start()
     await asyncio.sleep(0.1)
+    during: list[float] = []  # what the status page reads, from another thread, mid-block
+    peek = threading.Timer(0.35, lambda: during.append(watchdog.lag()))
+    peek.start()
     block_the_loop(0.5)
+    peek.join()
+    assert during[0] >= 0.25
     while not logged(log_stream, "event loop runs again"):
         await asyncio.sleep(0.02)
     watchdog.stop()
@@ -51,6 +56,7 @@ async def test_a_free_loop_is_measured_and_not_reported(log_stream: io.StringIO)
     watchdog.start()
     while len(lags) < 5:
         await asyncio.sleep(0.01)
+    assert watchdog.lag() < 0.2
     watchdog.stop()
     assert max(lags) < 0.2
     assert not logged(log_stream, "event loop blocked")

@@ -237,7 +237,7 @@ async def serve(
                     _log.info("stopped before the cycle", reason="shutdown requested")
                     return EXIT_OK
                 return await _once(service, signals)
-        server = MetricsServer(service.config.metrics, health=service.health)
+        server = MetricsServer(service.config.metrics, health=service.health, status=service.status)
         try:
             await server.start()
         except ConfigFileError as exc:

@@ -34,6 +34,7 @@ from bigbrotr.core.metrics import (
     SERVICE_NAME_OVERFLOW,
     MetricsConfig,
 )
+from bigbrotr.core.status import HISTORY, CycleRecord, LastError, StatusSnapshot
 from bigbrotr.core.watchdog import LoopWatchdog
 from bigbrotr.core.yaml import ConfigFileError, load_yaml
 
@@ -213,6 +214,8 @@ class BaseService(ABC, Generic[ConfigT]):
     """
 
     SERVICE_NAME: ClassVar[str]
+    #: The service's own version, shown on the status page ("" when unknown).
+    SERVICE_VERSION: ClassVar[str] = ""
     CONFIG_CLASS: ClassVar[type[BaseServiceConfig]] = BaseServiceConfig
 
     def __init__(self, config: ConfigT | None = None) -> None:
@@ -230,6 +233,10 @@ class BaseService(ABC, Generic[ConfigT]):
         self._watchdog_now: LoopWatchdog | None = None
         self._failures_seen: dict[tuple[str, str], int] = {}
         self._cut_by_grace = False
+        self._succeeded = self._failed = 0
+        self._last_error: LastError | None = None
+        # Replaced whole on each cycle, never mutated: the server thread reads it.
+        self._recent: tuple[CycleRecord, ...] = ()
         enabled = self._config.metrics.enabled
         name, limit = self.SERVICE_NAME, self._config.metrics.max_names
         self._counters: _Children[_CounterChild] = _Children(
@@ -395,6 +402,29 @@ class BaseService(ABC, Generic[ConfigT]):
             shutting_down=self._shutdown.is_set(),
         )
 
+    def status(self) -> StatusSnapshot:
+        """The service's state for the status page at ``/``; safe from any thread."""
+        watchdog = self._watchdog_now
+        return StatusSnapshot(
+            service=self.SERVICE_NAME,
+            version=self.SERVICE_VERSION,
+            bigbrotr_version=__version__,
+            now=time.time(),
+            health=self.health(),
+            cycles_succeeded=self._succeeded,
+            cycles_failed=self._failed,
+            interval=self._config.interval,
+            last_error=self._last_error,
+            recent=self._recent,
+            loop_lag=watchdog.lag() if watchdog is not None else None,
+        )
+
+    def _remember(self, duration: float, error: Exception | None = None) -> None:
+        """Add a finished cycle to the recent history the status page charts."""
+        kind = "" if error is None else type(error).__name__
+        record = CycleRecord(time.time(), duration, error is None, kind)
+        self._recent = (*self._recent[-(HISTORY - 1) :], record)
+
     async def _cycles(self) -> bool:
         limit = self._config.max_consecutive_failures
         while not self._shutdown.is_set():
@@ -457,6 +487,7 @@ class BaseService(ABC, Generic[ConfigT]):
                     return False
                 exc = TimeoutError(f"cycle took longer than cycle_timeout={timeout}s")
             self._record_failure(exc)
+            self._remember(self.clock() - started, exc)
             return False
         finally:
             self._cycle_scope, self._cut_by_grace = None, False
@@ -465,6 +496,8 @@ class BaseService(ABC, Generic[ConfigT]):
         duration = self.clock() - started
         self._last_success_at = time.monotonic()
         self._consecutive_failures = 0
+        self._succeeded += 1
+        self._remember(duration)
         self.inc_counter("cycles_success")
         self.set_gauge("consecutive_failures", 0)
         self.set_gauge("last_cycle_timestamp", time.time())
@@ -481,6 +514,8 @@ class BaseService(ABC, Generic[ConfigT]):
         been seen.
         """
         self._consecutive_failures += 1
+        self._failed += 1
+        self._last_error = LastError(type(exc).__name__, _shortened(str(exc)), time.time())
         self.inc_counter("cycles_failed")
         self.inc_counter(f"errors_{type(exc).__name__}")
         self.set_gauge("consecutive_failures", self._consecutive_failures)

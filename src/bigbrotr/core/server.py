@@ -38,6 +38,7 @@ from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.per_registry import PerRegistry
+from bigbrotr.core.status import CONTENT_SECURITY_POLICY, StatusSnapshot, as_json, page
 from bigbrotr.core.web_config import WebConfig, load_web_config
 from bigbrotr.core.yaml import ConfigFileError
 
@@ -189,6 +190,8 @@ _HEALTH: dict[str, Callable[[HealthSnapshot], Verdict]] = {
     "/readyz": readiness,
 }
 _READS = ("GET", "HEAD")
+#: The status page for people, and the same state for machines.
+_STATUS_PAGE, _STATUS_JSON = "/", "/status.json"
 
 
 def _unauthorized(extra_headers: dict[str, str]) -> web.Response:
@@ -214,6 +217,7 @@ class _ServerThread:
         metrics: _ConnectionMetrics,
         web: WebConfig,
         health: Callable[[], HealthSnapshot] | None,
+        status: Callable[[], StatusSnapshot] | None,
     ) -> None:
         self.bound: Future[int] = Future()
         self.done: Future[None] = Future()
@@ -222,6 +226,7 @@ class _ServerThread:
         self._metrics = metrics
         self.web = web
         self._health = health
+        self._status = status
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._errors = _client_error_log(metrics.client_errors)
@@ -278,14 +283,10 @@ class _ServerThread:
                     None, auth.check, given
                 ):  # bcrypt: never on this loop
                     return _unauthorized(extra_headers)
-            verdict = _HEALTH.get(request.path)
-            if verdict is not None and self._health is not None and request.method in _READS:
-                answer = verdict(self._health())
-                return web.Response(
-                    status=answer.status,
-                    text=answer.text(verbose="verbose" in request.query),
-                    headers={**extra_headers, "Server": _SERVER},
-                )
+            own = self._own_page(request)
+            if own is not None:
+                own.headers.update({**extra_headers, "Server": _SERVER})
+                return own  # aiohttp sends no body for HEAD
             response = await endpoint.respond(
                 Request(
                     request.method,
@@ -334,6 +335,31 @@ class _ServerThread:
             server.close()
             await runner.cleanup()
 
+    def _own_page(self, request: web.Request) -> web.Response | None:
+        """Health and status answers, or None for the scrape endpoint to answer."""
+        path = request.path
+        if path == self._config.path:
+            return None
+        verdict = _HEALTH.get(path) if self._health is not None else None
+        is_status = self._status is not None and path in (_STATUS_PAGE, _STATUS_JSON)
+        if verdict is None and not is_status:
+            return None
+        if request.method not in _READS:
+            allow = {"Allow": "GET, HEAD"}
+            return web.Response(status=405, text="method not allowed\n", headers=allow)
+        if verdict is not None and self._health is not None:
+            answer = verdict(self._health())
+            return web.Response(status=answer.status, text=answer.text("verbose" in request.query))
+        assert self._status is not None
+        snapshot = self._status()
+        if path == _STATUS_JSON:
+            return web.json_response(as_json(snapshot))
+        return web.Response(
+            text=page(snapshot, metrics_path=self._config.path),
+            content_type="text/html",
+            headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY},
+        )
+
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Failed accepts (EMFILE ...) go to the once-a-minute line; anything else is ours."""
         message = str(context.get("message", ""))
@@ -361,7 +387,10 @@ class MetricsServer:
     are served there, other methods get 405 and other paths 404. Given a
     ``health`` source (``BaseService.health``), ``/healthz`` and ``/livez``
     (liveness) and ``/readyz`` (readiness) answer 200 or 503, with one line
-    per check under ``?verbose``.
+    per check under ``?verbose``. Given a ``status`` source
+    (``BaseService.status``), ``/`` is a status page for people and
+    ``/status.json`` the same state for machines (unless ``path`` is ``/``:
+    the scrape endpoint comes first).
 
     Examples:
         server = MetricsServer(MetricsConfig(enabled=True, port=8001))
@@ -375,10 +404,12 @@ class MetricsServer:
         config: MetricsConfig,
         registry: CollectorRegistry = REGISTRY,
         health: Callable[[], HealthSnapshot] | None = None,
+        status: Callable[[], StatusSnapshot] | None = None,
     ) -> None:
         self._config = config
         self._registry = registry
         self._health = health
+        self._status = status
         self._thread: _ServerThread | None = None
         self._endpoint: Endpoint | None = None
         self._port: int | None = None
@@ -423,7 +454,12 @@ class MetricsServer:
             render_timeout=config.render_timeout,
         )
         thread = _ServerThread(
-            config, endpoint, _connection_metrics(self._registry), web_config, self._health
+            config,
+            endpoint,
+            _connection_metrics(self._registry),
+            web_config,
+            self._health,
+            self._status,
         )
         try:
             port = await asyncio.wrap_future(thread.bound)

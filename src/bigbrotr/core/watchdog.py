@@ -54,6 +54,7 @@ class LoopWatchdog:
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending_since: float | None = None
+        self._last_lag = 0.0
         self._log = get_logger(__name__, service=service) if service else get_logger(__name__)
 
     def start(self) -> None:
@@ -68,6 +69,10 @@ class LoopWatchdog:
         """How long the probe now waiting for the loop has waited (0 when none waits)."""
         since = self._pending_since
         return 0.0 if since is None else max(0.0, time.monotonic() - since)
+
+    def lag(self) -> float:
+        """The latest lag: the last probe's, or longer while a probe still waits."""
+        return max(self._last_lag, self.blocked_for())
 
     def stop(self) -> None:
         """Stop watching; the thread ends within one probe."""
@@ -102,7 +107,7 @@ class LoopWatchdog:
                 blocked = True
                 self._report_block(time.monotonic() - sent)
         self._pending_since = None
-        lag = ran_at[0] - sent
+        lag = self._last_lag = ran_at[0] - sent
         self._observe(lag)
         if blocked:
             self._log.info("event loop runs again", blocked_seconds=round(lag, 3))

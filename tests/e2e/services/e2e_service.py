@@ -24,15 +24,18 @@ POOL = ThreadPoolExecutor(thread_name_prefix="service-pool")
 class E2EConfig(BaseServiceConfig):
     """What each cycle does, and where it leaves a mark."""
 
-    mode: Literal["ok", "fail", "slow", "thread", "block", "pool"] = "ok"
+    mode: Literal["ok", "fail", "flaky", "slow", "thread", "block", "pool"] = "ok"
     marker_dir: str = ""
+    fail_message: str = "always fails"
 
 
 class E2EService(BaseService[E2EConfig]):
-    """Succeeds, fails, hangs (awaiting, in a thread) or blocks the loop; marks each cycle."""
+    """Succeeds, fails (always or every other cycle), hangs or blocks; marks each cycle."""
 
     SERVICE_NAME = "e2e"
+    SERVICE_VERSION = "1.2.3"
     CONFIG_CLASS = E2EConfig
+    cycles = 0
 
     async def cleanup(self) -> int:
         return 0
@@ -41,8 +44,9 @@ class E2EService(BaseService[E2EConfig]):
         if self.config.marker_dir:  # tiny local file ops; blocking is fine in a test fake
             marker_dir = Path(self.config.marker_dir)
             (marker_dir / f"cycle-{len(list(marker_dir.glob('cycle-*')))}").touch()  # noqa: ASYNC240
-        if self.config.mode == "fail":
-            raise RuntimeError("always fails")
+        self.cycles += 1
+        if self.config.mode == "fail" or (self.config.mode == "flaky" and self.cycles % 2):
+            raise RuntimeError(self.config.fail_message)
         if self.config.mode == "slow":
             await asyncio.sleep(60)
         if self.config.mode == "thread":  # blocked where cancellation cannot reach

@@ -1,0 +1,339 @@
+"""The status page at ``/``: a snapshot of a service's state in, JSON and HTML out.
+
+Pure: no clock, no I/O. The service takes the snapshot (``BaseService.status``);
+the server sends ``as_json`` at ``/status.json`` and ``page`` at ``/``.
+
+The page is for people, so it is one self-contained document: its style and
+script are inline, it loads nothing from anywhere (``CONTENT_SECURITY_POLICY``
+forbids it, with hashes for the two inline blocks), and it works offline. It
+refreshes itself by fetching itself and swapping its ``<main>``, so there is
+one renderer, this module, and without JavaScript it is still complete.
+Everything it shows from the service is escaped: an exception message is user
+data.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+from bigbrotr.core.health import HealthSnapshot, Verdict, readiness
+
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "HISTORY",
+    "CycleRecord",
+    "LastError",
+    "StatusSnapshot",
+    "as_json",
+    "page",
+    "state",
+]
+
+#: How many recent cycles the page charts.
+HISTORY = 60
+#: How often (seconds) the page refreshes itself.
+REFRESH_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class CycleRecord:
+    """One finished cycle.
+
+    Attributes:
+        ended_at: Unix time it ended.
+        duration: Seconds it ran.
+        ok: Whether it succeeded.
+        error: The exception type of a failed cycle.
+    """
+
+    ended_at: float
+    duration: float
+    ok: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class LastError:
+    """The most recent failure: exception type, message (shortened), Unix time."""
+
+    type: str
+    message: str
+    at: float
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """What the page shows, taken at one moment.
+
+    Attributes:
+        service: ``SERVICE_NAME``.
+        version: The service's own version ("" when it declares none).
+        bigbrotr_version: The runtime's version.
+        now: Unix time of the snapshot.
+        health: The same snapshot ``/readyz`` judges.
+        cycles_succeeded: Successful cycles since start.
+        cycles_failed: Failed cycles since start.
+        interval: Seconds between cycle starts.
+        last_error: The latest failure, or None.
+        recent: The last ``HISTORY`` cycles, oldest first.
+        loop_lag: The event loop's latest lag in seconds, or None without a
+            watchdog.
+    """
+
+    service: str
+    version: str
+    bigbrotr_version: str
+    now: float
+    health: HealthSnapshot
+    cycles_succeeded: int
+    cycles_failed: int
+    interval: float
+    last_error: LastError | None
+    recent: tuple[CycleRecord, ...]
+    loop_lag: float | None
+
+
+def state(snapshot: StatusSnapshot, verdict: Verdict | None = None) -> str:
+    """``stopping``, ``failing`` (the last cycle failed), ``ready``, or ``running`` (not ready)."""
+    if snapshot.health.shutting_down:
+        return "stopping"
+    if snapshot.health.consecutive_failures:
+        return "failing"
+    verdict = verdict if verdict is not None else readiness(snapshot.health)
+    return "ready" if verdict.ok else "running"
+
+
+def _since_success(snapshot: StatusSnapshot) -> float | None:
+    health = snapshot.health
+    return None if health.last_success_at is None else health.now - health.last_success_at
+
+
+def as_json(snapshot: StatusSnapshot) -> dict[str, Any]:
+    """The snapshot for machines (``/status.json``); times are Unix seconds."""
+    verdict = readiness(snapshot.health)
+    error = snapshot.last_error
+    return {
+        "service": snapshot.service,
+        "version": snapshot.version,
+        "bigbrotr_version": snapshot.bigbrotr_version,
+        "generated_at": snapshot.now,
+        "state": state(snapshot, verdict),
+        "ready": verdict.ok,
+        "checks": [{"name": c.name, "ok": c.ok, "reason": c.reason} for c in verdict.checks],
+        "cycles_succeeded": snapshot.cycles_succeeded,
+        "cycles_failed": snapshot.cycles_failed,
+        "consecutive_failures": snapshot.health.consecutive_failures,
+        "max_consecutive_failures": snapshot.health.max_consecutive_failures,
+        "seconds_since_last_success": _since_success(snapshot),
+        "interval_seconds": snapshot.interval,
+        "loop_lag_seconds": snapshot.loop_lag,
+        "last_error": None
+        if error is None
+        else {"type": error.type, "message": error.message, "at": error.at},
+        "recent_cycles": [
+            {"ended_at": c.ended_at, "duration_seconds": c.duration, "ok": c.ok, "error": c.error}
+            for c in snapshot.recent
+        ],
+    }
+
+
+def _seconds(value: float) -> str:
+    """A duration for people: ``850 ms``, ``12.5 s``, ``3 min 20 s``, ``2 h 5 min``, ``3 d 4 h``."""
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, seconds = divmod(int(value), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+def _utc(unix: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix))
+
+
+_CHART_WIDTH, _CHART_HEIGHT, _BAR_GAP = 600, 120, 2
+
+
+def _chart(recent: tuple[CycleRecord, ...]) -> str:
+    """An inline SVG bar per recent cycle: height is duration, failures in their own colour."""
+    recent = recent[-HISTORY:]
+    if not recent:
+        return '<p class="muted">No cycle has finished yet.</p>'
+    longest = max(c.duration for c in recent) or 1.0
+    step = _CHART_WIDTH / HISTORY
+    bars = []
+    first = HISTORY - len(recent)  # the newest cycle is at the right edge
+    for i, cycle in enumerate(recent, first):
+        height = max(2.0, cycle.duration / longest * (_CHART_HEIGHT - 4))
+        outcome = "ok" if cycle.ok else f"failed: {cycle.error}"
+        label = escape(f"{_utc(cycle.ended_at)}: {_seconds(cycle.duration)}, {outcome}")
+        bars.append(
+            f'<rect class="{"ok" if cycle.ok else "fail"}" x="{i * step:.1f}"'
+            f' y="{_CHART_HEIGHT - height:.1f}" width="{step - _BAR_GAP:.1f}"'
+            f' height="{height:.1f}"><title>{label}</title></rect>'
+        )
+    failed = sum(not c.ok for c in recent)
+    return (
+        f'<svg class="chart" viewBox="0 0 {_CHART_WIDTH} {_CHART_HEIGHT}"'
+        ' preserveAspectRatio="none" role="img"'
+        f' aria-label="Durations of the last {len(recent)} cycles, {failed} failed">'
+        + "".join(bars)
+        + f'</svg><p class="muted">Last {len(recent)} cycles, tallest {_seconds(longest)}.'
+        ' <span class="key ok"></span> succeeded <span class="key fail"></span> failed</p>'
+    )
+
+
+def _tile(label: str, value: str, *, name: str, bad: bool = False) -> str:
+    css = "tile bad" if bad else "tile"
+    return (
+        f'<div class="{css}" data-field="{name}"><div class="label">{label}</div>'
+        f'<div class="value">{value}</div></div>'
+    )
+
+
+def _main(snapshot: StatusSnapshot) -> str:
+    """The part of the page that changes (swapped in place on each refresh)."""
+    health = snapshot.health
+    verdict = readiness(health)
+    current = state(snapshot, verdict)
+    since = _since_success(snapshot)
+    streak = health.consecutive_failures
+    limit = health.max_consecutive_failures
+    tiles = [
+        _tile("Cycles succeeded", f"{snapshot.cycles_succeeded}", name="succeeded"),
+        _tile("Cycles failed", f"{snapshot.cycles_failed}", name="failed"),
+        _tile(
+            "Failure streak",
+            f"{streak} / {limit}" if limit else f"{streak}",
+            name="streak",
+            bad=streak > 0,
+        ),
+        _tile(
+            "Since last success",
+            "never" if since is None else f"{_seconds(since)} ago",
+            name="since-success",
+        ),
+        _tile("Interval", _seconds(snapshot.interval), name="interval"),
+        _tile(
+            "Event loop lag",
+            "not watched" if snapshot.loop_lag is None else _seconds(snapshot.loop_lag),
+            name="loop-lag",
+            bad=snapshot.loop_lag is not None and snapshot.loop_lag > health.loop_block_threshold,
+        ),
+    ]
+    checks = "".join(
+        f'<li class="{"ok" if c.ok else "fail"}">{escape(c.name)}'
+        + ("" if c.ok else f": {escape(c.reason)}")
+        + "</li>"
+        for c in verdict.checks
+    )
+    error = snapshot.last_error
+    if error is None:
+        last_error = '<p class="muted" data-field="last-error">No cycle has failed.</p>'
+    else:
+        last_error = (
+            f'<div class="error" data-field="last-error"><div><strong>{escape(error.type)}</strong>'
+            f" at {_utc(error.at)} ({_seconds(max(0.0, snapshot.now - error.at))} ago)</div>"
+            f"<pre>{escape(error.message)}</pre></div>"
+        )
+    return (
+        f'<main data-state="{current}">'
+        f'<p class="state {current}" data-field="state">{current}</p>'
+        f'<section class="tiles">{"".join(tiles)}</section>'
+        f"<section><h2>Recent cycles</h2>{_chart(snapshot.recent)}</section>"
+        f'<section><h2>Readiness</h2><ul class="checks">{checks}</ul></section>'
+        f"<section><h2>Last error</h2>{last_error}</section>"
+        f'<p class="muted">Updated {_utc(snapshot.now)}.</p>'
+        "</main>"
+    )
+
+
+_STYLE = """
+body{font:15px/1.4 system-ui,sans-serif;margin:0 auto;max-width:960px;padding:1rem 1.5rem;
+color:#1d2430;background:#f6f7f9}
+header{display:flex;align-items:baseline;gap:1rem;flex-wrap:wrap}
+h1{font-size:1.6rem;margin:.2rem 0}h2{font-size:1.05rem;margin:1.2rem 0 .4rem}
+.muted{color:#5b6474;font-size:.9rem}
+.state{display:inline-block;margin:.4rem 0;padding:.15rem .7rem;border-radius:1rem;
+font-weight:600;text-transform:uppercase;letter-spacing:.04em;color:#fff}
+.state.ready{background:#1f8a4c}.state.running{background:#2f6fb3}
+.state.failing{background:#c0392b}.state.stopping{background:#7a5c00}
+.tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(140px,1fr));gap:.6rem}
+.tile{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:.5rem .7rem}
+.tile.bad{border-color:#c0392b}.tile.bad .value{color:#c0392b}
+.label{font-size:.8rem;color:#5b6474}.value{font-size:1.25rem;font-weight:600}
+.chart{width:100%;height:120px;background:#fff;border:1px solid #dde1e7;border-radius:6px}
+rect.ok,.key.ok{fill:#1f8a4c;background:#1f8a4c}rect.fail,.key.fail{fill:#c0392b;background:#c0392b}
+.key{display:inline-block;width:.8em;height:.8em;margin-left:.6em}
+.checks{list-style:none;padding:0;margin:0}.checks li::before{content:"\\2713  ";color:#1f8a4c}
+.checks li.fail::before{content:"\\2717  ";color:#c0392b}
+.error{background:#fff;border:1px solid #c0392b;border-radius:6px;padding:.5rem .7rem}
+.error pre{white-space:pre-wrap;word-break:break-word;margin:.4rem 0 0}
+nav a{margin-right:1rem}.offline{display:none;color:#c0392b;font-weight:600}
+body.stale .offline{display:inline}body.stale main{opacity:.55}
+"""
+
+_SCRIPT = f"""
+(function () {{
+  var every = {REFRESH_SECONDS * 1000}, refreshes = 0;
+  function refresh() {{
+    fetch(location.pathname, {{cache: "no-store"}})
+      .then(function (r) {{ if (!r.ok) throw new Error(r.status); return r.text(); }})
+      .then(function (text) {{
+        var fresh = new DOMParser().parseFromString(text, "text/html").querySelector("main");
+        document.querySelector("main").replaceWith(fresh);
+        document.body.dataset.refreshes = String(++refreshes);
+        document.body.classList.remove("stale");
+      }})
+      .catch(function () {{ document.body.classList.add("stale"); }})
+      .finally(function () {{ setTimeout(refresh, every); }});
+  }}
+  setTimeout(refresh, every);
+}})();
+"""
+
+
+def _sha256(text: str) -> str:
+    return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+#: Only the page's own inline style and script run; it fetches only itself.
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src '{_sha256(_STYLE)}'; script-src '{_sha256(_SCRIPT)}';"
+    " connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none';"
+    " frame-ancestors 'none'"
+)
+
+
+def page(snapshot: StatusSnapshot, *, metrics_path: str) -> str:
+    """The whole HTML page; ``metrics_path`` is where the scrape endpoint is."""
+    name = escape(snapshot.service)
+    version = f" {escape(snapshot.version)}" if snapshot.version else ""
+    links = [
+        (metrics_path, "metrics"),
+        ("/healthz?verbose", "healthz"),
+        ("/readyz?verbose", "readyz"),
+        ("/status.json", "status.json"),
+    ]
+    nav = "".join(f'<a href="{escape(href)}">{escape(text)}</a>' for href, text in links)
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f"<title>{name} · bigbrotr</title><style>{_STYLE}</style></head><body>"
+        f'<header><h1>{name}</h1><span class="muted">version{version or " unknown"}'
+        f" · bigbrotr {escape(snapshot.bigbrotr_version)}</span>"
+        '<span class="offline">not answering, showing the last state</span></header>'
+        f"{_main(snapshot)}<nav>{nav}</nav><script>{_SCRIPT}</script></body></html>"
+    )

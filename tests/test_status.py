@@ -1,0 +1,174 @@
+import base64
+import dataclasses
+import hashlib
+import json
+import re
+
+import aiohttp
+import pytest
+
+from bigbrotr.core.base_service import BaseServiceConfig
+from bigbrotr.core.metrics import MetricsConfig
+from bigbrotr.core.server import MetricsServer
+from bigbrotr.core.status import (
+    CONTENT_SECURITY_POLICY,
+    HISTORY,
+    CycleRecord,
+    LastError,
+    StatusSnapshot,
+    as_json,
+    page,
+    state,
+)
+from tests.conftest import scripted
+from tests.test_health import HEALTHY
+
+HOSTILE = '</pre><script>alert("x")</script><img src=x onerror=alert(1)>'
+
+SNAPSHOT = StatusSnapshot(
+    service="fetcher",
+    version="2.1.0",
+    bigbrotr_version="0.1.0",
+    now=1_700_000_100.0,
+    health=HEALTHY,
+    cycles_succeeded=41,
+    cycles_failed=3,
+    interval=30.0,
+    last_error=LastError("ValueError", HOSTILE, 1_700_000_040.0),
+    recent=(
+        CycleRecord(1_700_000_010.0, 1.5, True),
+        CycleRecord(1_700_000_040.0, 0.25, False, "ValueError"),
+        CycleRecord(1_700_000_070.0, 3.0, True),
+    ),
+    loop_lag=0.002,
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, "ready"),
+        ({"consecutive_failures": 1}, "failing"),
+        ({"last_success_at": 700.0}, "running"),
+        ({"shutting_down": True, "consecutive_failures": 2}, "stopping"),
+    ],
+)
+def test_state_is_stopping_then_failing_then_ready_or_running(
+    change: dict[str, object], expected: str
+) -> None:
+    """Shutdown outranks a failure streak, which outranks readiness."""
+    health = dataclasses.replace(HEALTHY, **change)  # type: ignore[arg-type]
+    assert state(dataclasses.replace(SNAPSHOT, health=health)) == expected
+
+
+def test_json_holds_counts_history_and_the_error_verbatim() -> None:
+    """The machine view carries every field, the message unescaped (JSON escapes it itself)."""
+    data = json.loads(json.dumps(as_json(SNAPSHOT)))
+    assert data["state"] == "ready" and data["ready"] is True
+    assert (data["cycles_succeeded"], data["cycles_failed"]) == (41, 3)
+    assert data["seconds_since_last_success"] == HEALTHY.now - 990.0
+    assert data["last_error"] == {"type": "ValueError", "message": HOSTILE, "at": 1_700_000_040.0}
+    assert [c["ok"] for c in data["recent_cycles"]] == [True, False, True]
+    assert data["recent_cycles"][1]["error"] == "ValueError"
+    assert {c["name"] for c in data["checks"]} >= {"failures", "freshness", "shutdown"}
+
+
+def test_page_escapes_what_the_service_says() -> None:
+    """An exception message, a service name and a version are text, never markup."""
+    hostile = dataclasses.replace(SNAPSHOT, service="<b>svc</b>", version='"><i>')
+    html = page(hostile, metrics_path="/metrics")
+    assert HOSTILE not in html and "<b>svc</b>" not in html and '"><i>' not in html
+    assert "&lt;/pre&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert html.count("<script>") == 1  # the page's own
+
+
+def test_page_marks_failed_cycles_in_the_chart() -> None:
+    """One bar per cycle; the failed one has its own class and says why in its tooltip."""
+    html = page(SNAPSHOT, metrics_path="/metrics")
+    bars = re.findall(r'<rect class="(ok|fail)"[^>]*><title>([^<]*)</title>', html)
+    assert [kind for kind, _ in bars] == ["ok", "fail", "ok"]
+    assert "failed: ValueError" in bars[1][1]
+    x = [float(v) for v in re.findall(r'<rect class="\w+" x="([\d.]+)"', html)]
+    assert x == sorted(x) and x[-1] > 500  # oldest to newest, the newest at the right
+
+
+def test_chart_keeps_at_most_the_history_length() -> None:
+    """Given more cycles than it charts, the page draws the newest HISTORY."""
+    recent = tuple(CycleRecord(float(i), 1.0, i % 2 == 0) for i in range(HISTORY + 7))
+    html = page(dataclasses.replace(SNAPSHOT, recent=recent), metrics_path="/metrics")
+    assert html.count("<rect ") == HISTORY
+
+
+def test_page_links_only_to_itself_and_its_server() -> None:
+    """Self-contained: every href/src is a path on this server or a data: URL."""
+    html = page(SNAPSHOT, metrics_path="/custom/metrics")
+    refs = re.findall(r'(?:href|src)="([^"]*)"', html)
+    assert "/custom/metrics" in refs and "/readyz?verbose" in refs
+    assert all(ref.startswith("/") or ref.startswith("data:") for ref in refs), refs
+
+
+def test_content_security_policy_allows_exactly_the_inline_blocks() -> None:
+    """The CSP's hashes are those of the page's one style and one script, nothing else."""
+    html = page(SNAPSHOT, metrics_path="/metrics")
+
+    def digest(tag: str) -> str:
+        (body,) = re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.S)
+        return "sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+
+    assert f"style-src '{digest('style')}'" in CONTENT_SECURITY_POLICY
+    assert f"script-src '{digest('script')}'" in CONTENT_SECURITY_POLICY
+    assert "default-src 'none'" in CONTENT_SECURITY_POLICY
+
+
+async def test_status_page_and_json_over_http(http: aiohttp.ClientSession) -> None:
+    """``/`` is HTML with its CSP, ``/status.json`` JSON; HEAD has no body; POST is 405."""
+    service = scripted()(BaseServiceConfig(metrics=MetricsConfig(enabled=True, port=0)), [0])
+    await service.run_cycle()
+    server = MetricsServer(service.config.metrics, health=service.health, status=service.status)
+    await server.start()
+    assert server.url is not None
+    base = server.url.removesuffix("/metrics")
+    try:
+        async with http.get(base + "/") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/html")
+            assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+            assert f"<h1>{service.SERVICE_NAME}</h1>" in await response.text()
+        async with http.get(base + "/status.json") as response:
+            data = await response.json()
+            assert (data["service"], data["cycles_succeeded"]) == (service.SERVICE_NAME, 1)
+        async with http.head(base + "/") as response:
+            assert response.status == 200 and await response.read() == b""
+        async with http.post(base + "/") as response:
+            assert (response.status, response.headers["Allow"]) == (405, "GET, HEAD")
+    finally:
+        await server.stop()
+
+
+async def test_scrape_endpoint_at_root_wins_over_the_status_page(
+    http: aiohttp.ClientSession,
+) -> None:
+    """With ``path: /``, ``/`` is the metrics; the page's JSON stays at /status.json."""
+    service = scripted()(BaseServiceConfig(metrics=MetricsConfig(enabled=True, port=0, path="/")))
+    server = MetricsServer(service.config.metrics, health=service.health, status=service.status)
+    await server.start()
+    assert server.url is not None
+    try:
+        async with http.get(server.url) as response:
+            assert "# HELP" in await response.text()
+        async with http.get(server.url + "status.json") as response:
+            assert response.status == 200
+    finally:
+        await server.stop()
+
+
+async def test_without_a_status_source_root_is_not_found(http: aiohttp.ClientSession) -> None:
+    """A bare MetricsServer (no service) has no page: ``/`` is 404 as before."""
+    server = MetricsServer(MetricsConfig(enabled=True, port=0))
+    await server.start()
+    assert server.url is not None
+    try:
+        async with http.get(server.url.removesuffix("/metrics") + "/") as response:
+            assert response.status == 404
+    finally:
+        await server.stop()
