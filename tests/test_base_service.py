@@ -290,13 +290,16 @@ async def test_failed_cycles_are_not_observed_in_the_histogram() -> None:
 
 
 async def test_baseline_metrics_exported_at_zero_on_start() -> None:
-    """cycles_success, cycles_failed and consecutive_failures exist at 0 before any cycle."""
+    """Counts and streak exist at 0 before any cycle, beside the limit and the start time."""
     cls = scripted()
     assert counter(cls, "cycles_success") is None
-    async with cls(metrics_on()):
+    before = time.time()
+    async with cls(metrics_on(max_consecutive_failures=7)):
         assert counter(cls, "cycles_success") == 0
         assert counter(cls, "cycles_failed") == 0
         assert gauge(cls, "consecutive_failures") == 0
+        assert gauge(cls, "max_consecutive_failures") == 7
+        assert before <= (gauge(cls, "start_timestamp") or 0) <= time.time()
 
 
 async def test_service_info_set_at_start() -> None:

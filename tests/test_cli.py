@@ -28,7 +28,9 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.strip() == f"bigbrotr {__version__}"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["check", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["run", "--help"], ["check", "--help"], ["export", "--help"]]
+)
 def test_help_says_what_and_gives_an_example(
     capsys: pytest.CaptureFixture[str], argv: list[str]
 ) -> None:
@@ -37,6 +39,43 @@ def test_help_says_what_and_gives_an_example(
     assert code == 0
     assert "example" in out
     assert "bigbrotr" in out
+
+
+def test_export_prints_each_artifact(capsys: pytest.CaptureFixture[str]) -> None:
+    """`export` prints rules, tests and dashboard (for a job), a file_sd file and a config."""
+    code, out, _ = run_cli(capsys, "export", "rules", "--job", "fleet")
+    assert code == 0 and 'up{job="fleet"} == 0' in out
+    code, out, _ = run_cli(capsys, "export", "rules-tests")
+    assert code == 0 and yaml.safe_load(out)["rule_files"] == ["bigbrotr.rules.yml"]
+    code, out, _ = run_cli(capsys, "export", "dashboard")
+    assert code == 0 and json.loads(out)["uid"] == "bigbrotr-services"
+    code, out, _ = run_cli(capsys, "export", "file-sd", "--target", "a:9100", "--label", "env=x")
+    assert code == 0 and json.loads(out) == [{"targets": ["a:9100"], "labels": {"env": "x"}}]
+    code, out, _ = run_cli(
+        capsys, "export", "scrape-config", "--target", "a:9100", "--target", "b:9100"
+    )
+    static = yaml.safe_load(out)["scrape_configs"][0]["static_configs"]
+    assert code == 0 and static == [{"targets": ["a:9100", "b:9100"]}]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["export"], "required: artifact"),
+        (["export", "alerts"], "invalid choice: 'alerts'"),
+        (["export", "file-sd", "--target", "localhost"], "expected HOST:PORT"),
+        (["export", "file-sd", "--target", "a:1", "--label", "env"], "expected NAME=VALUE"),
+        (["export", "scrape-config"], "give at least one --target"),
+        (["export", "rules", "--job", "a b"], "job 'a b'"),
+    ],
+)
+def test_export_mistakes_are_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    """A wrong export request prints one line saying what was expected, and exits 2."""
+    code, out, err = run_cli(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert len(err.strip().splitlines()) == 1 and message in err, err
 
 
 def test_check_prints_resolved_config(

@@ -1,4 +1,4 @@
-"""The ``bigbrotr`` command line: ``run`` and ``check``.
+"""The ``bigbrotr`` command line: ``run``, ``check`` and ``export``.
 
 Exit codes: 0 clean stop; 1 failure limit reached (or the ``--once`` cycle
 failed); 2 usage or configuration error, printed as one line; 130 interrupted.
@@ -75,7 +75,85 @@ def _build_parser() -> argparse.ArgumentParser:
     check.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
     check.add_argument("--config", metavar="FILE", type=Path, help="YAML configuration file")
     check.set_defaults(handler=_check)
+    _add_export(commands)
     return parser
+
+
+def _add_export(commands: argparse._SubParsersAction[_Parser]) -> None:
+    export = commands.add_parser(
+        "export",
+        help="print alert rules, their tests, a dashboard or a Prometheus config",
+        description="Print one of the operations kit's files on standard output.",
+        epilog=(
+            "examples:\n"
+            "  bigbrotr export rules > bigbrotr.rules.yml\n"
+            "  bigbrotr export rules-tests > bigbrotr.rules.test.yml\n"
+            "  promtool test rules bigbrotr.rules.test.yml\n"
+            "  bigbrotr export file-sd --target 10.0.0.5:9100 --label env=prod > targets.json\n"
+            "  bigbrotr export scrape-config --file-sd targets.json --rules bigbrotr.rules.yml"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    kinds = export.add_subparsers(dest="artifact", required=True, parser_class=_Parser)
+    job_help = "the scrape job to select (default: bigbrotr)"
+    for name, summary in (
+        ("rules", "Prometheus alert rules, a group per concern"),
+        ("rules-tests", "the rules' unit tests, for promtool test rules"),
+        ("dashboard", "a Grafana dashboard (JSON) with a $service variable"),
+    ):
+        kinds.add_parser(name, help=summary, description=summary).add_argument(
+            "--job", default="bigbrotr", help=job_help
+        )
+    scrape = kinds.add_parser(
+        "scrape-config",
+        help="a prometheus.yml scraping the given targets",
+        description="A prometheus.yml that scrapes bigbrotr services (promtool check config).",
+    )
+    scrape.add_argument("--target", action="append", default=[], metavar="HOST:PORT")
+    scrape.add_argument(
+        "--file-sd", action="append", default=[], metavar="FILE", help="a target file to read"
+    )
+    scrape.add_argument(
+        "--rules", action="append", default=[], metavar="FILE", help="a rule file to evaluate"
+    )
+    scrape.add_argument("--job", default="bigbrotr", help=job_help)
+    scrape.add_argument("--metrics-path", default="/metrics", metavar="PATH")
+    scrape.add_argument("--scrape-interval", default="15s", metavar="DURATION")
+    sd = kinds.add_parser(
+        "file-sd",
+        help="a file_sd_configs target file (JSON)",
+        description="A target file for Prometheus' file_sd_configs, re-read when it changes.",
+    )
+    sd.add_argument("--target", action="append", default=[], metavar="HOST:PORT")
+    sd.add_argument(
+        "--label", action="append", default=[], metavar="NAME=VALUE", help="a target label"
+    )
+    export.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace, signals: ShutdownSignals) -> int:
+    from bigbrotr import ops
+    from bigbrotr.runner import UsageError
+
+    signals.restore()
+    try:
+        if args.artifact == "scrape-config":
+            text = ops.scrape_config(
+                args.target,
+                job=args.job,
+                metrics_path=args.metrics_path,
+                scrape_interval=args.scrape_interval,
+                file_sd_files=args.file_sd,
+                rule_files=args.rules,
+            )
+        elif args.artifact == "file-sd":
+            text = ops.file_sd(args.target, args.label)
+        else:
+            text = ops.packaged(args.artifact, job=args.job)
+    except ValueError as exc:
+        raise UsageError(f"export {args.artifact}: {exc}") from None
+    sys.stdout.write(text)
+    return EXIT_OK
 
 
 def _check(args: argparse.Namespace, signals: ShutdownSignals) -> int:

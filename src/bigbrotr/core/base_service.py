@@ -59,6 +59,8 @@ AUTOMATIC_NAMES = frozenset(
         "last_cycle_timestamp",
         "cycle_in_progress_start_timestamp",
         "interval_seconds",
+        "max_consecutive_failures",
+        "start_timestamp",
     )
 )
 
@@ -583,5 +585,9 @@ class BaseService(ABC, Generic[ConfigT]):
             self.set_gauge("consecutive_failures", 0)
             self.set_gauge("cycle_in_progress_start_timestamp", 0)
             self.set_gauge("interval_seconds", self._config.interval)
+            # The alert rules compare against these: the streak limit, and the start
+            # (stale before any success).
+            self.set_gauge("max_consecutive_failures", self._config.max_consecutive_failures)
+            self.set_gauge("start_timestamp", time.time())
             for family in ("service_counter", "service_gauge"):
                 SERVICE_NAME_OVERFLOW.labels(self.SERVICE_NAME, family).inc(0)
