@@ -18,12 +18,14 @@ import socket
 import sys
 import time
 import traceback
+import urllib.request
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from types import ModuleType
 
 from prometheus_client import REGISTRY, push_to_gateway
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig, load_config
@@ -282,9 +284,12 @@ async def _once(service: BaseService[BaseServiceConfig], signals: ShutdownSignal
     succeeded = await service.run_cycle()
     duration = time.monotonic() - started
     service.set_gauge("run_duration_seconds", duration)
+    gateway = service.config.metrics.pushgateway
     if succeeded:
         service.set_gauge("last_success_timestamp", time.time())
-    pushed = await _push(service.config.metrics.pushgateway)
+    elif gateway is not None and (previous := await _previous_success(gateway, service)):
+        service.set_gauge("last_success_timestamp", previous)  # the PUT would erase it
+    pushed = await _push(gateway)
     # a signal stops cleanly (exit 0), even a cycle it cut short after the grace
     code = EXIT_OK if succeeded or signals.received else EXIT_FAILED
     if pushed is False and code == EXIT_OK:
@@ -296,6 +301,47 @@ async def _once(service: BaseService[BaseServiceConfig], signals: ShutdownSignal
         pushed=pushed,
     )
     return code
+
+
+async def _previous_success(
+    gateway: PushgatewayConfig, service: BaseService[BaseServiceConfig]
+) -> float | None:
+    """The last success the Pushgateway holds for this group, or None.
+
+    A push replaces the whole group, so a failed run would otherwise erase the
+    time of the last success, and a "no success for a day" alert would go
+    silent exactly when it should fire. When it cannot be read, the push goes
+    on without it and a WARNING says so.
+    """
+    try:
+        text = await asyncio.to_thread(_read_gateway, gateway)
+    except Exception as exc:  # reported; the push itself still happens
+        _log.warning(
+            "could not read the last success from the Pushgateway",
+            url=gateway.url,
+            reason=f"{type(exc).__name__}: {exc}",
+        )
+        return None
+    wanted = {
+        "job": gateway.job,
+        **gateway.grouping_key,
+        "service": service.SERVICE_NAME,
+        "name": "last_success_timestamp",
+    }
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = dict(sample.labels)
+            if labels.get("instance") == "" and "instance" not in wanted:
+                del labels["instance"]  # the Pushgateway adds an empty one
+            if sample.name == "service_gauge" and labels == wanted:
+                return float(sample.value)
+    return None
+
+
+def _read_gateway(gateway: PushgatewayConfig) -> str:
+    with urllib.request.urlopen(f"{gateway.url.rstrip('/')}/metrics", timeout=gateway.timeout) as r:
+        body: bytes = r.read()
+    return body.decode()
 
 
 async def _push(gateway: PushgatewayConfig | None) -> bool | None:

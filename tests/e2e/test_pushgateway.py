@@ -19,7 +19,11 @@ def pushgateway(tmp_path: Path) -> Iterator[str]:
         port = sock.getsockname()[1]
     log = (tmp_path / "pushgateway.log").open("wb")
     process = subprocess.Popen(
-        ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}"],
+        [
+            "prometheus-pushgateway",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--persistence.file=",  # Debian's default file would carry groups across tests
+        ],
         stdout=subprocess.DEVNULL,
         stderr=log,
     )
@@ -77,6 +81,27 @@ def test_once_pushes_its_metrics_after_the_cycle(
     assert len(done) == 1
     assert done[0]["outcome"] == ("success" if mode == "ok" else "failure")
     assert done[0]["pushed"] is True
+
+
+def test_a_failed_run_keeps_the_last_success_it_replaces(
+    start_cli: StartCLI, pushgateway: str
+) -> None:
+    """A failed run's push carries the group's last success over, so staleness alerts work."""
+    ok = start_cli("run", TARGET, "--once", "--log-format", "json", config=config(pushgateway))
+    assert ok.wait() == 0
+    labels = {"job": "nightly", "path": "/data/in", "service": "e2e"}
+    first = sample(pushed(pushgateway), "service_gauge", name="last_success_timestamp", **labels)
+    assert first is not None
+    other = config(pushgateway, "fail")
+    other["metrics"]["pushgateway"]["grouping_key"] = {"path": "/data/other"}  # type: ignore[index]
+    assert start_cli("run", TARGET, "--once", config=other).wait() == 1  # another group: none
+    failed = start_cli("run", TARGET, "--once", config=config(pushgateway, "fail"))
+    assert failed.wait() == 1
+    text = pushed(pushgateway)
+    assert sample(text, "service_counter_total", name="cycles_failed", **labels) == 1
+    assert sample(text, "service_gauge", name="last_success_timestamp", **labels) == first
+    elsewhere = {**labels, "path": "/data/other"}
+    assert sample(text, "service_gauge", name="last_success_timestamp", **elsewhere) is None
 
 
 def test_a_failed_push_turns_success_into_exit_1(start_cli: StartCLI) -> None:
