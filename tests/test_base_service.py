@@ -303,11 +303,34 @@ async def test_baseline_metrics_exported_at_zero_on_start() -> None:
 
 
 async def test_service_info_set_at_start() -> None:
-    """service_info carries the service name and package version once started."""
-    cls = scripted()
+    """service_info carries the service's name and version, and bigbrotr's, once started."""
+    cls: type[ScriptedService] = type("Versioned", (scripted(),), {"SERVICE_VERSION": "2.4.1"})
     async with cls(metrics_on()):
-        labels = {"service": cls.SERVICE_NAME, "version": __version__}
+        labels = {"service": cls.SERVICE_NAME, "version": "2.4.1", "bigbrotr_version": __version__}
         assert REGISTRY.get_sample_value("service_info", labels) == 1
+    async with scripted()(metrics_on()) as unversioned:
+        labels = {"service": unversioned.SERVICE_NAME, "version": "unknown"}
+        assert REGISTRY.get_sample_value("service_info", labels | {"bigbrotr_version": __version__})
+
+
+async def test_cycle_durations_below_a_second_land_in_their_own_buckets() -> None:
+    """A 20 ms cycle is counted at le=0.025, not only at le=1.0 (buckets start at 5 ms)."""
+    cls = scripted()
+    await cls(metrics_on(), script=[0.02]).run_forever()
+
+    def bucket(le: str) -> float | None:
+        labels = {"service": cls.SERVICE_NAME, "le": le}
+        return REGISTRY.get_sample_value("cycle_duration_seconds_bucket", labels)
+
+    assert (bucket("0.01"), bucket("0.025"), bucket("3600.0")) == (0, 1, 1)
+
+
+def test_the_logger_is_public_and_bound_to_the_service(log_stream: io.StringIO) -> None:
+    """``self.log`` is a structlog logger whose lines carry the service name."""
+    service = scripted("logged_service")()
+    service.log.info("hello", items=3)
+    line = json.loads(log_stream.getvalue().splitlines()[-1])
+    assert (line["event"], line["items"], line["service"]) == ("hello", 3, "logged_service")
 
 
 async def test_metrics_off_records_nothing() -> None:

@@ -216,7 +216,7 @@ class BaseService(ABC, Generic[ConfigT]):
     """
 
     SERVICE_NAME: ClassVar[str]
-    #: The service's own version, shown on the status page ("" when unknown).
+    #: The service's own version: ``service_info{version}`` and the status page.
     SERVICE_VERSION: ClassVar[str] = ""
     CONFIG_CLASS: ClassVar[type[BaseServiceConfig]] = BaseServiceConfig
 
@@ -224,7 +224,8 @@ class BaseService(ABC, Generic[ConfigT]):
         if not getattr(self, "SERVICE_NAME", ""):
             raise TypeError(f"{type(self).__name__} must set the class variable SERVICE_NAME")
         self._config = config if config is not None else cast(ConfigT, self.CONFIG_CLASS())
-        self._log = get_logger(type(self).__module__, service=self.SERVICE_NAME)
+        #: The service's structured logger (structlog), bound to its name.
+        self.log = get_logger(type(self).__module__, service=self.SERVICE_NAME)
         self._shutdown = asyncio.Event()
         self._started = False
         self._consecutive_failures = 0
@@ -262,7 +263,7 @@ class BaseService(ABC, Generic[ConfigT]):
             nonlocal folded
             if folded is None:
                 folded = SERVICE_NAME_OVERFLOW.labels(self.SERVICE_NAME, family)
-                self._log.warning(
+                self.log.warning(
                     "too many metric names, folding new ones into __overflow__",
                     family=family,
                     max_names=limit,
@@ -433,7 +434,7 @@ class BaseService(ABC, Generic[ConfigT]):
             started = self.clock()
             await self.run_cycle()
             if limit and self._consecutive_failures >= limit:
-                self._log.error("failure limit reached, stopping", consecutive_failures=limit)
+                self.log.error("failure limit reached, stopping", consecutive_failures=limit)
                 self.request_shutdown()
                 return True
             if await self.wait(max(0.0, self._config.interval - (self.clock() - started))):
@@ -484,7 +485,7 @@ class BaseService(ABC, Generic[ConfigT]):
             if isinstance(exc, TimeoutError) and scope.expired():
                 if self._cut_by_grace:
                     grace = self._config.shutdown_grace
-                    self._log.warning("cycle cancelled: still running after shutdown_grace",
+                    self.log.warning("cycle cancelled: still running after shutdown_grace",
                                       shutdown_grace=grace)  # fmt: skip
                     return False
                 exc = TimeoutError(f"cycle took longer than cycle_timeout={timeout}s")
@@ -505,7 +506,7 @@ class BaseService(ABC, Generic[ConfigT]):
         self.set_gauge("last_cycle_timestamp", time.time())
         if self._config.metrics.enabled:
             CYCLE_DURATION_SECONDS.labels(self.SERVICE_NAME).observe(duration)
-        self._log.debug("cycle done", duration_seconds=round(duration, 6), cleaned=cleaned)
+        self.log.debug("cycle done", duration_seconds=round(duration, 6), cleaned=cleaned)
         return True
 
     def _record_failure(self, exc: Exception) -> None:
@@ -527,7 +528,7 @@ class BaseService(ABC, Generic[ConfigT]):
         seen = self._failures_seen.get(key, 0) + 1
         if seen > 1 or len(self._failures_seen) < _MAX_FAILURE_KINDS:
             self._failures_seen[key] = seen
-        self._log.error(
+        self.log.error(
             "cycle failed",
             error=_shortened(f"{type(exc).__name__}: {exc}"),
             at=place,
@@ -579,7 +580,13 @@ class BaseService(ABC, Generic[ConfigT]):
         self._started = True
         self._started_at = time.monotonic()
         if self._config.metrics.enabled:
-            SERVICE_INFO.info({"service": self.SERVICE_NAME, "version": __version__})
+            SERVICE_INFO.info(
+                {
+                    "service": self.SERVICE_NAME,
+                    "version": self.SERVICE_VERSION or "unknown",
+                    "bigbrotr_version": __version__,
+                }
+            )
             self.inc_counter("cycles_success", 0)
             self.inc_counter("cycles_failed", 0)
             self.set_gauge("consecutive_failures", 0)

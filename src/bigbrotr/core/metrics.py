@@ -64,7 +64,11 @@ CYCLE_DURATION_SECONDS = Histogram(
     "cycle_duration_seconds",
     "Duration of successful service cycles in seconds.",
     ["service"],
-    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+    # From a few milliseconds (fast cycles must not all land in one bucket) to an hour.
+    buckets=(
+        *(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+        *(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+    ),
 )
 
 
