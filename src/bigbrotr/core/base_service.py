@@ -34,6 +34,7 @@ from bigbrotr.core.metrics import (
     SERVICE_NAME_OVERFLOW,
     MetricsConfig,
 )
+from bigbrotr.core.service_metrics import Declared
 from bigbrotr.core.status import HISTORY, CycleRecord, LastError, StatusSnapshot
 from bigbrotr.core.watchdog import LoopWatchdog
 from bigbrotr.core.yaml import ConfigFileError, load_yaml
@@ -179,6 +180,19 @@ class _Children(dict[str, ChildT]):
         return self._make(OVERFLOW_NAME)
 
 
+@functools.cache
+def _declarations(service_class: type) -> tuple[tuple[str, Declared], ...]:
+    """The metrics declared on a service class and its bases, by attribute name."""
+    found: dict[str, Declared] = {}
+    for klass in reversed(service_class.__mro__):
+        for attribute, value in vars(klass).items():
+            if isinstance(value, Declared):
+                found[attribute] = value
+            else:  # a subclass may replace a declaration with something else
+                found.pop(attribute, None)
+    return tuple(found.items())
+
+
 def load_config(
     config_class: type[BaseServiceConfig], path: str | os.PathLike[str]
 ) -> BaseServiceConfig:
@@ -208,7 +222,9 @@ class BaseService(ABC, Generic[ConfigT]):
 
     Subclasses set ``SERVICE_NAME`` (the ``service`` label of every metric) and
     ``CONFIG_CLASS``, and implement ``run()`` and ``cleanup()``. Subclasses may
-    take extra dependencies as further ``__init__`` parameters.
+    take extra dependencies as further ``__init__`` parameters, and declare
+    metrics of their own as class attributes (``bigbrotr.core.service_metrics``),
+    which ``__init__`` binds to the service.
 
     Examples:
         async with MyService.from_yaml("my.yaml") as service:
@@ -252,6 +268,8 @@ class BaseService(ABC, Generic[ConfigT]):
             limit,
             self._overflow_counter("service_gauge"),
         )
+        for attribute, declared in _declarations(type(self)):
+            setattr(self, attribute, declared.bind(name, enabled=enabled))
 
     def _overflow_counter(self, family: str) -> Callable[[str], None]:
         """Count (and the first time, log) an update folded into ``__overflow__``."""

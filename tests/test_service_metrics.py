@@ -1,0 +1,213 @@
+import subprocess
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from bigbrotr.core import service_metrics as m
+from bigbrotr.core.base_service import BaseService, BaseServiceConfig
+from bigbrotr.core.exposition import render
+from tests.conftest import metrics_on, unique_name
+
+
+class Quiet(BaseService[BaseServiceConfig]):
+    """A service whose cycles do nothing; the tests declare metrics on subclasses."""
+
+    SERVICE_NAME = "quiet"
+
+    async def cleanup(self) -> int:
+        return 0
+
+    async def run(self) -> None:
+        pass
+
+
+def value(sample: str, service: BaseService[Any], **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(sample, {"service": service.SERVICE_NAME, **labels})
+
+
+# One family per name in the default registry: the tests below share these declarations.
+PAGES = m.Counter("decl_pages_fetched", "Pages fetched, by HTTP status.", labels=["status"])
+QUEUE = m.Gauge("decl_queue_length", "Items waiting.")
+FETCH = m.Histogram("decl_fetch_duration", "Time to fetch a page.", unit="seconds",
+                    buckets=[0.1, 1.0])  # fmt: skip
+SIZE = m.Summary("decl_page_size", "Size of a page.", unit="bytes")
+BUILD = m.Info("decl_build", "Build of the fetcher.")
+PHASE = m.Enum("decl_phase", "What the fetcher does.", states=["idle", "fetching"])
+
+
+def test_every_kind_is_declared_with_its_name_help_unit_and_service_label() -> None:
+    """Counter, gauge, histogram, summary, info and enum: series carry ``service``."""
+
+    class Fetcher(Quiet):
+        SERVICE_NAME = unique_name("fetcher")
+        pages, queue, fetch, size, build, phase = PAGES, QUEUE, FETCH, SIZE, BUILD, PHASE
+
+    service = Fetcher(metrics_on())
+    service.pages.labels("200").inc(3)
+    service.pages.labels(status="404").inc()
+    service.queue.set(7)
+    service.fetch.observe(0.5)
+    service.size.observe(2048)
+    service.build.info({"commit": "abc123"})
+    service.phase.state("fetching")
+    assert value("decl_pages_fetched_total", service, status="200") == 3
+    assert value("decl_pages_fetched_total", service, status="404") == 1
+    assert value("decl_queue_length", service) == 7
+    assert value("decl_fetch_duration_seconds_bucket", service, le="1.0") == 1
+    assert value("decl_fetch_duration_seconds_bucket", service, le="0.1") == 0
+    assert value("decl_page_size_bytes_sum", service) == 2048
+    assert value("decl_build_info", service, commit="abc123") == 1
+    assert value("decl_phase", service, decl_phase="fetching") == 1
+    text = render(REGISTRY, names=["decl_fetch_duration_seconds", "decl_pages_fetched"]).decode()
+    assert "# HELP decl_fetch_duration_seconds Time to fetch a page." in text
+    assert "# HELP decl_pages_fetched_total Pages fetched, by HTTP status." in text
+
+
+def test_declared_metrics_pass_promtool_check_metrics() -> None:
+    """What a service declares follows Prometheus naming: promtool has nothing to say."""
+
+    class Fetcher(Quiet):
+        SERVICE_NAME = unique_name("fetcher")
+        pages = PAGES
+
+    service = Fetcher(metrics_on())
+    service.pages.labels("200").inc()
+    names = ["decl_pages_fetched", "decl_queue_length", "decl_fetch_duration_seconds"]
+    text = render(REGISTRY, names=[*names, "decl_page_size_bytes"])
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True)
+    assert check.returncode == 0, check.stderr.decode()
+
+
+def test_two_services_share_a_family_each_with_its_own_series() -> None:
+    """The same declaration on two services: one family, a series per service."""
+
+    class First(Quiet):
+        SERVICE_NAME = unique_name("first")
+        queue = QUEUE
+
+    class Second(Quiet):
+        SERVICE_NAME = unique_name("second")
+        queue = QUEUE
+
+    first, second = First(metrics_on()), Second(metrics_on())
+    first.queue.set(1)
+    second.queue.set(2)
+    assert (value("decl_queue_length", first), value("decl_queue_length", second)) == (1, 2)
+
+
+def test_the_same_name_declared_differently_is_refused() -> None:
+    """Two different declarations of one name would collide: the second service says so."""
+
+    class Other(Quiet):
+        queue = m.Gauge("decl_queue_length", "Something else entirely.")
+
+    with pytest.raises(ValueError, match="'decl_queue_length' is declared twice, differently"):
+        Other(metrics_on())
+
+
+def test_a_name_the_registry_already_has_is_refused() -> None:
+    """Declaring one of bigbrotr's own names (or any taken one) is an error naming it."""
+
+    class Clash(Quiet):
+        clash = m.Gauge("service_gauge", "Mine.")
+
+    with pytest.raises(ValueError, match="metric 'service_gauge'"):
+        Clash(metrics_on())
+
+
+def test_with_metrics_off_declared_metrics_record_nothing_and_accept_every_call() -> None:
+    """Metrics off: nothing registered, and every call (labels, time as both forms) is fine."""
+
+    class Off(Quiet):
+        silent = m.Histogram("decl_silent_seconds", "Never registered.", labels=["step"])
+        queue = QUEUE
+
+    service = Off(BaseServiceConfig())
+    service.silent.labels("a").observe(1)
+    with service.silent.labels("a").time():
+        pass
+
+    @service.silent.labels("b").time()  # type: ignore[untyped-decorator]
+    def work() -> int:
+        return 5
+
+    assert work() == 5
+    service.queue.set(9)
+    assert value("decl_queue_length", service) is None
+    assert "decl_silent_seconds" not in render(REGISTRY).decode()
+
+
+def test_the_seed_helpers_still_work_beside_declared_metrics() -> None:
+    """set_gauge and inc_counter go on feeding service_gauge / service_counter_total."""
+
+    class Both(Quiet):
+        SERVICE_NAME = unique_name("both")
+        queue = QUEUE
+
+    service = Both(metrics_on())
+    service.queue.set(1)
+    service.set_gauge("depth", 4)
+    service.inc_counter("items", 2)
+    assert (
+        REGISTRY.get_sample_value(
+            "service_gauge", {"service": service.SERVICE_NAME, "name": "depth"}
+        )
+        == 4
+    )
+    assert value("service_counter_total", service, name="items") == 2
+
+
+def test_labels_must_be_given_whole_by_position_or_by_name() -> None:
+    """A child needs every label; mixing positions and names is refused."""
+
+    class Fetcher(Quiet):
+        SERVICE_NAME = unique_name("fetcher")
+        pages = PAGES
+
+    service = Fetcher(metrics_on())
+    with pytest.raises(ValueError, match="by position or by name"):
+        service.pages.labels("200", status="200")
+    with pytest.raises(ValueError, match="label count"):
+        service.pages.labels()
+
+
+def test_a_subclass_inherits_declarations_and_may_replace_them() -> None:
+    """Declarations on a base class are bound on subclasses; a plain attribute overrides."""
+
+    class Base(Quiet):
+        queue = QUEUE
+
+    class Child(Base):
+        SERVICE_NAME = unique_name("child")
+
+    class Plain(Base):
+        SERVICE_NAME = unique_name("plain")
+        queue = None
+
+    service = Child(metrics_on())
+    service.queue.set(3)
+    assert value("decl_queue_length", service) == 3
+    assert Plain(metrics_on()).queue is None
+
+
+@pytest.mark.parametrize(
+    ("declare", "message"),
+    [
+        (lambda: m.Counter("9lives", "x"), "metric name '9lives'"),
+        (lambda: m.Counter("bad-name", "x"), "metric name 'bad-name'"),
+        (lambda: m.Counter("ok", "  "), "HELP text"),
+        (lambda: m.Gauge("ok", "x", labels=["service"]), "'service' is reserved"),
+        (lambda: m.Histogram("ok", "x", labels=["le"]), "'le' is reserved"),
+        (lambda: m.Summary("ok", "x", labels=["quantile"]), "'quantile' is reserved"),
+        (lambda: m.Gauge("ok", "x", labels=["__x"]), "not a valid label name"),
+        (lambda: m.Gauge("ok", "x", labels=["a", "a"]), "listed twice"),
+        (lambda: m.Histogram("ok", "x", unit="milliseconds"), "base units: seconds"),
+        (lambda: m.Gauge("ok", "x", unit="percent"), "base units: ratio"),
+        (lambda: m.Gauge("ok", "x", unit="Bytes!"), "not a valid unit"),
+    ],
+)
+def test_names_labels_and_units_follow_prometheus_naming(declare: Any, message: str) -> None:
+    """A declaration breaking Prometheus' naming rules fails at once, saying which rule."""
+    with pytest.raises(ValueError, match=message):
+        declare()
