@@ -281,6 +281,15 @@ async def test_successful_cycle_metrics() -> None:
     assert REGISTRY.get_sample_value("cycle_duration_seconds_bucket", bucket) == 1
 
 
+async def test_cycles_longer_than_the_interval_are_counted() -> None:
+    """cycles_over_interval counts the cycles that ran past the interval."""
+    cls = scripted()
+    script: list[float | BaseException] = [0.5, 2.0, 0.9, 1.5]
+    await cls(metrics_on(interval=1.0), script=script).run_forever()
+    assert counter(cls, "cycles_over_interval") == 2
+    assert counter(cls, "cycles_success") == 4
+
+
 async def test_failed_cycles_are_not_observed_in_the_histogram() -> None:
     """Only successful cycles feed cycle_duration_seconds."""
     cls = scripted()

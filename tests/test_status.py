@@ -1,13 +1,16 @@
 import base64
 import dataclasses
 import hashlib
+import io
 import json
+import os
 import re
+from pathlib import Path
 
 import aiohttp
 import pytest
 
-from bigbrotr.core.base_service import BaseServiceConfig
+from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.status import (
@@ -137,8 +140,11 @@ async def test_status_page_and_json_over_http(http: aiohttp.ClientSession) -> No
         async with http.get(base + "/status.json") as response:
             data = await response.json()
             assert (data["service"], data["cycles_succeeded"]) == (service.SERVICE_NAME, 1)
-        async with http.head(base + "/") as response:
-            assert response.status == 200 and await response.read() == b""
+        async with http.get(base + "/") as response:
+            length = len(await response.read())
+        async with http.head(base + "/") as response:  # the headers a GET would get
+            assert response.status == 200
+            assert int(response.headers["Content-Length"]) == length
         async with http.post(base + "/") as response:
             assert (response.status, response.headers["Allow"]) == (405, "GET, HEAD")
     finally:
@@ -172,3 +178,59 @@ async def test_without_a_status_source_root_is_not_found(http: aiohttp.ClientSes
             assert response.status == 404
     finally:
         await server.stop()
+
+
+class Failing(BaseService[BaseServiceConfig]):
+    """Fails with a file name that is not UTF-8, as ``os.fsdecode`` gives it."""
+
+    SERVICE_NAME = "failing_fs"
+
+    async def cleanup(self) -> int:
+        return 0
+
+    async def run(self) -> None:
+        name = os.fsdecode(b"/data/caf\xe9.csv")
+        raise FileNotFoundError(f"no such file: {name}")
+
+
+async def test_a_message_that_is_not_utf8_still_shows(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A lone surrogate in an error becomes an escape; the page's CSP beats a configured one."""
+    web = tmp_path / "web.yml"
+    web.write_text("http_server_config:\n  headers:\n    Content-Security-Policy: sandbox\n")
+    config = MetricsConfig(enabled=True, port=0, web_config_file=str(web))
+    service = Failing(BaseServiceConfig(metrics=config))
+    assert await service.run_cycle() is False
+    server = MetricsServer(config, health=service.health, status=service.status)
+    await server.start()
+    assert server.url is not None
+    base = server.url.removesuffix("/metrics")
+    try:
+        async with http.get(base + "/") as response:
+            assert response.status == 200
+            assert "/data/caf\\udce9.csv" in await response.text()
+            assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        async with http.get(server.url) as response:
+            assert response.headers["Content-Security-Policy"] == "sandbox"
+    finally:
+        await server.stop()
+
+
+async def test_a_failing_status_source_is_a_500_with_our_headers(
+    http: aiohttp.ClientSession, log_stream: io.StringIO
+) -> None:
+    """A bug behind the page answers 500 with ``Server: bigbrotr`` and logs its traceback."""
+
+    def broken() -> StatusSnapshot:
+        raise RuntimeError("status bug")
+
+    server = MetricsServer(MetricsConfig(enabled=True, port=0), status=broken)
+    await server.start()
+    assert server.url is not None
+    try:
+        async with http.get(server.url.removesuffix("/metrics") + "/") as response:
+            assert (response.status, response.headers["Server"]) == (500, "bigbrotr")
+    finally:
+        await server.stop()
+    assert "RuntimeError: status bug" in log_stream.getvalue()

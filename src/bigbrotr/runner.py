@@ -313,21 +313,28 @@ async def _previous_success(
     silent exactly when it should fire. When it cannot be read, the push goes
     on without it and a WARNING says so.
     """
-    try:
-        text = await asyncio.to_thread(_read_gateway, gateway)
-    except Exception as exc:  # reported; the push itself still happens
-        _log.warning(
-            "could not read the last success from the Pushgateway",
-            url=gateway.url,
-            reason=f"{type(exc).__name__}: {exc}",
-        )
-        return None
     wanted = {
         "job": gateway.job,
         **gateway.grouping_key,
         "service": service.SERVICE_NAME,
         "name": "last_success_timestamp",
     }
+    try:
+        return await asyncio.to_thread(_find_on_gateway, gateway, wanted)
+    except Exception as exc:  # unreachable, or not metrics (a proxy's page): push anyway
+        _log.warning(
+            "could not read the last success from the Pushgateway",
+            url=gateway.url,
+            reason=f"{type(exc).__name__}: {exc}",
+        )
+    return None
+
+
+def _find_on_gateway(gateway: PushgatewayConfig, wanted: dict[str, str]) -> float | None:
+    """The value of the ``service_gauge`` series with exactly these labels on the gateway."""
+    url = f"{gateway.url.rstrip('/')}/metrics"
+    with urllib.request.urlopen(url, timeout=gateway.timeout) as response:
+        text = response.read().decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = dict(sample.labels)
@@ -336,12 +343,6 @@ async def _previous_success(
             if sample.name == "service_gauge" and labels == wanted:
                 return float(sample.value)
     return None
-
-
-def _read_gateway(gateway: PushgatewayConfig) -> str:
-    with urllib.request.urlopen(f"{gateway.url.rstrip('/')}/metrics", timeout=gateway.timeout) as r:
-        body: bytes = r.read()
-    return body.decode()
 
 
 async def _push(gateway: PushgatewayConfig | None) -> bool | None:

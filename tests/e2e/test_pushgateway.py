@@ -1,8 +1,11 @@
+import http.server
 import socket
 import subprocess
+import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -102,6 +105,43 @@ def test_a_failed_run_keeps_the_last_success_it_replaces(
     assert sample(text, "service_gauge", name="last_success_timestamp", **labels) == first
     elsewhere = {**labels, "path": "/data/other"}
     assert sample(text, "service_gauge", name="last_success_timestamp", **elsewhere) is None
+
+
+class SignInPage(http.server.BaseHTTPRequestHandler):
+    """A proxy in front of the Pushgateway: its GET answers HTML, its PUT is accepted."""
+
+    puts: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<html><body>Please sign in</body></html>")
+
+    def do_PUT(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.puts.append(self.path)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_gateway_that_is_not_metrics_still_gets_the_push(start_cli: StartCLI) -> None:
+    """Reading back the last success fails (HTML), which is a WARNING; the push still happens."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SignInPage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        cli = start_cli("run", TARGET, "--once", "--log-format", "json", config=config(url, "fail"))
+        assert cli.wait() == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert cli.logged("could not read the last success from the Pushgateway")
+    assert cli.logged("once done")[0]["pushed"] is True
+    assert SignInPage.puts == ["/metrics/job/nightly/path@base64/L2RhdGEvaW4="]
 
 
 def test_a_failed_push_turns_success_into_exit_1(start_cli: StartCLI) -> None:

@@ -56,6 +56,7 @@ AUTOMATIC_NAMES = frozenset(
     (
         "cycles_success",
         "cycles_failed",
+        "cycles_over_interval",
         "consecutive_failures",
         "last_cycle_timestamp",
         "cycle_in_progress_start_timestamp",
@@ -71,7 +72,12 @@ def _ignore(value: float) -> None:
 
 
 def _shortened(text: str) -> str:
-    """At most ``_MAX_ERROR_TEXT`` characters: an exception message can be a whole payload."""
+    """At most ``_MAX_ERROR_TEXT`` characters: an exception message can be a whole payload.
+
+    Lone surrogates (``os.fsdecode`` of a file name that is not UTF-8) become
+    escapes, so the message can be sent as UTF-8 (the status page, JSON logs).
+    """
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if len(text) <= _MAX_ERROR_TEXT:
         return text
     return f"{text[:_MAX_ERROR_TEXT]}... ({len(text) - _MAX_ERROR_TEXT} more characters)"
@@ -484,6 +490,9 @@ class BaseService(ABC, Generic[ConfigT]):
         ``shutdown_grace`` seconds after a shutdown request. While it runs,
         ``service_gauge`` named ``cycle_in_progress_start_timestamp`` holds its
         start (Unix time; 0 between cycles), so a hung cycle shows in alerts.
+        A cycle longer than ``interval`` (failed or not) adds to
+        ``cycles_over_interval``: "more than 5% of them" is the exact "p95 of
+        the cycle duration exceeds the interval".
 
         Returns:
             True if the cycle succeeded.
@@ -514,6 +523,8 @@ class BaseService(ABC, Generic[ConfigT]):
             self._cycle_scope, self._cut_by_grace = None, False
             self._cycle_started_at = None
             self.set_gauge("cycle_in_progress_start_timestamp", 0)
+            if self.clock() - started > self._config.interval:  # the next one starts late
+                self.inc_counter("cycles_over_interval")
         duration = self.clock() - started
         self._last_success_at = time.monotonic()
         self._consecutive_failures = 0
@@ -607,6 +618,7 @@ class BaseService(ABC, Generic[ConfigT]):
             )
             self.inc_counter("cycles_success", 0)
             self.inc_counter("cycles_failed", 0)
+            self.inc_counter("cycles_over_interval", 0)
             self.set_gauge("consecutive_failures", 0)
             self.set_gauge("cycle_in_progress_start_timestamp", 0)
             self.set_gauge("interval_seconds", self._config.interval)

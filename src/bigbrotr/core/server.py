@@ -283,9 +283,14 @@ class _ServerThread:
                     None, auth.check, given
                 ):  # bcrypt: never on this loop
                     return _unauthorized(extra_headers)
-            own = self._own_page(request)
+            try:
+                own = self._own_page(request)
+            except Exception:  # a bug of ours: logged, answered without aiohttp's banner
+                _log.exception("answering a health or status request failed", path=request.path)
+                own = web.Response(status=500, text="internal error\n")
             if own is not None:
-                own.headers.update({**extra_headers, "Server": _SERVER})
+                # The page's own headers (its CSP, Allow) win over the configured ones.
+                own.headers.update({**extra_headers, **own.headers, "Server": _SERVER})
                 return own  # aiohttp sends no body for HEAD
             response = await endpoint.respond(
                 Request(

@@ -53,10 +53,9 @@ def packaged(artifact: str, *, job: str = DEFAULT_JOB) -> str:
     # value, and in the tests' expected annotations.
     for before, after in (
         (f'job="{DEFAULT_JOB}"', f'job="{job}"'),
-        (f"job: {DEFAULT_JOB}", f"job: {job}"),
+        (f'job: "{DEFAULT_JOB}"', f'job: "{job}"'),
         (f'"query": "{DEFAULT_JOB}"', f'"query": "{job}"'),
         (f"scraped {DEFAULT_JOB} at", f"scraped {job} at"),
-        (f"({DEFAULT_JOB}) got", f"({job}) got"),
     ):
         text = text.replace(before, after)
     return text
