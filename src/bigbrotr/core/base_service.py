@@ -545,9 +545,10 @@ class BaseService(ABC, Generic[ConfigT]):
         second; the repeats are one line each, with how often this failure has
         been seen.
         """
-        self._consecutive_failures += 1
-        self._failed += 1
+        # The error first: a status page read meanwhile never shows a streak without it.
         self._last_error = LastError(type(exc).__name__, _shortened(str(exc)), time.time())
+        self._failed += 1
+        self._consecutive_failures += 1
         self.inc_counter("cycles_failed")
         self.inc_counter(f"errors_{type(exc).__name__}")
         self.set_gauge("consecutive_failures", self._consecutive_failures)
