@@ -1,7 +1,8 @@
 """Cost of a service's metric calls against a bare prometheus_client child.
 
 Prints ns per call for the seed's helpers (``inc_counter``/``set_gauge``) and for
-declared metrics (``self.queue.set``, ``self.pages.labels("200").inc()``): the
+declared metrics (``self.queue.set``, ``self.pages.labels("200").inc()``) and for
+``with self.timed("op")`` (against prometheus_client's ``with child.time()``): the
 bare child call (the floor), ours (target <= 1.5x the floor), prometheus_client's
 own ``labels(...)`` lookup on every call, and ours with metrics off.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import timeit
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from bigbrotr.core import service_metrics as m
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
@@ -51,6 +52,21 @@ def main() -> None:
     queue_child = Gauge("queue_length", "Items waiting.", ["service"], registry=bare).labels("b")
     pages = Counter("pages_fetched", "Pages fetched.", ["service", "status"], registry=bare)
     pages_child = pages.labels("bench", "200")
+    operation = Histogram("op_seconds", "An operation.", ["service", "operation"], registry=bare)
+    operation_child = operation.labels("bench", "op")
+
+    def bare_timed() -> None:
+        with operation_child.time():
+            pass
+
+    def our_timed() -> None:
+        with on.timed("op"):
+            pass
+
+    def off_timed() -> None:
+        with off.timed("op"):
+            pass
+
     rows = [
         ("counter", counter_child.inc, lambda: on.inc_counter("items"),
          lambda: SERVICE_COUNTER.labels(service="bench", name="items").inc(),
@@ -62,6 +78,7 @@ def main() -> None:
          lambda: queue_child.set(1.0), lambda: off.queue.set(1.0)),
         ("declared labelled counter", pages_child.inc, lambda: on.pages.labels("200").inc(),
          lambda: pages.labels("bench", "200").inc(), lambda: off.pages.labels("200").inc()),
+        ("timed block", bare_timed, our_timed, bare_timed, off_timed),
     ]  # fmt: skip
     print(f"{'metric':26} {'bare child':>11} {'ours':>9} {'labels()':>9} {'off':>7}  ratios")
     for name, bare_call, ours_call, labels_call, off_call in rows:

@@ -28,6 +28,7 @@ from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics import (
     CYCLE_DURATION_SECONDS,
     EVENT_LOOP_LAG_SECONDS,
+    OPERATION_DURATION_SECONDS,
     SERVICE_COUNTER,
     SERVICE_GAUGE,
     SERVICE_INFO,
@@ -36,6 +37,7 @@ from bigbrotr.core.metrics import (
 )
 from bigbrotr.core.service_metrics import Declared
 from bigbrotr.core.status import HISTORY, CycleRecord, LastError, StatusSnapshot
+from bigbrotr.core.timing import Observer, Timer
 from bigbrotr.core.watchdog import LoopWatchdog
 from bigbrotr.core.yaml import ConfigFileError, load_yaml
 
@@ -144,9 +146,12 @@ class _NoOpChild:
     def set(self, value: float) -> None:
         """Do nothing."""
 
+    def observe(self, amount: float) -> None:
+        """Do nothing."""
+
 
 _NOOP = _NoOpChild()
-ChildT = TypeVar("ChildT", bound=_CounterChild)
+ChildT = TypeVar("ChildT")
 
 
 class _Children(dict[str, ChildT]):
@@ -273,6 +278,13 @@ class BaseService(ABC, Generic[ConfigT]):
             (lambda n: SERVICE_GAUGE.labels(name, n)) if enabled else None,
             limit,
             self._overflow_counter("service_gauge"),
+        )
+        self._operations: _Children[Observer] = _Children(
+            (lambda n: cast(Observer, OPERATION_DURATION_SECONDS.labels(name, n)))
+            if enabled
+            else None,
+            limit,
+            self._overflow_counter("service_operation_duration_seconds"),
         )
         for attribute, declared in _declarations(type(self)):
             setattr(self, attribute, declared.bind(name, enabled=enabled))
@@ -581,6 +593,23 @@ class BaseService(ABC, Generic[ConfigT]):
         cleaned = await self.cleanup()
         await self.run()
         return cleaned
+
+    def timed(self, operation: str | Observer) -> Timer:
+        """Time a block or function into a histogram: ``async with self.timed("fetch"):``.
+
+        Args:
+            operation: A name, observed into ``service_operation_duration_seconds``
+                with ``operation=<name>`` (at most ``metrics.max_names`` names, as
+                for gauges), or a declared histogram or summary (its child) to
+                observe into.
+
+        Returns:
+            A ``Timer``: use it with ``with`` or ``async with`` (one block each), or
+            as a decorator of sync or async functions (every call is timed).
+        """
+        if isinstance(operation, str):
+            return Timer(self._operations[operation].observe)
+        return Timer(operation.observe)
 
     def set_gauge(self, name: str, value: float) -> None:
         """Set ``service_gauge{service, name}``; a no-op when metrics are off."""

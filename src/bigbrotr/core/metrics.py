@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CYCLE_DURATION_SECONDS",
     "EVENT_LOOP_LAG_SECONDS",
+    "OPERATION_DURATION_SECONDS",
     "SERVICE_COUNTER",
     "SERVICE_GAUGE",
     "SERVICE_INFO",
@@ -67,6 +68,16 @@ CYCLE_DURATION_SECONDS = Histogram(
     # From a few milliseconds (fast cycles must not all land in one bucket) to an hour.
     buckets=(
         *(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+        *(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+    ),
+)
+
+OPERATION_DURATION_SECONDS = Histogram(
+    "service_operation_duration_seconds",
+    "Time spent in named operations of a service (BaseService.timed), failed or not.",
+    ["service", "operation"],
+    buckets=(
+        *(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
         *(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
     ),
 )
