@@ -28,6 +28,8 @@ from prometheus_client import REGISTRY, push_to_gateway
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
+from bigbrotr.core.async_collectors import AsyncCollectorError
+from bigbrotr.core.async_collectors import refresh as refresh_async_collectors
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig, load_config
 from bigbrotr.core.config import describe_validation_error, masked
 from bigbrotr.core.logger import get_logger
@@ -349,6 +351,11 @@ async def _push(gateway: PushgatewayConfig | None) -> bool | None:
     """Push the default registry; None when there is no Pushgateway, else whether it worked."""
     if gateway is None:
         return None
+    try:  # values fetched at scrape time are fetched for the push too
+        async with asyncio.timeout(gateway.timeout):
+            await refresh_async_collectors(REGISTRY)
+    except (AsyncCollectorError, TimeoutError) as exc:
+        _log.warning("async collectors failed; pushing the rest", reason=str(exc) or "timeout")
     try:
         await asyncio.to_thread(
             push_to_gateway,

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
 from pydantic import Field, ValidationError, field_validator
 
 from bigbrotr import __version__
+from bigbrotr.core.async_collectors import adopt_loop
 from bigbrotr.core.config import Settings, describe_validation_error
 from bigbrotr.core.health import HealthSnapshot
 from bigbrotr.core.logger import get_logger
@@ -637,6 +638,8 @@ class BaseService(ABC, Generic[ConfigT]):
         if self._started:
             return
         self._started = True
+        with contextlib.suppress(RuntimeError):  # no loop yet: async collectors wait for one
+            adopt_loop(asyncio.get_running_loop())
         self._started_at = time.monotonic()
         if self._config.metrics.enabled:
             SERVICE_INFO.info(

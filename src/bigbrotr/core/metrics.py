@@ -3,7 +3,9 @@
 Defines module-level metric objects (singletons, thread-safe) that are shared
 across all services. ``BaseService.run_forever()`` automatically records cycle
 counts, durations, and failure streaks. Services add custom metrics through
-``set_gauge()`` and ``inc_counter()`` on the base class.
+``set_gauge()`` and ``inc_counter()`` on the base class, and values fetched at
+scrape time through ``register_async_collector()`` (a collector whose
+``collect()`` is a coroutine).
 
 The ``MetricsServer`` provides an async HTTP endpoint (via aiohttp) for
 Prometheus scraping. Configuration is handled through ``MetricsConfig``, which
@@ -24,6 +26,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
 from prometheus_client.registry import CollectorRegistry
 from pydantic import Field, field_validator, model_validator
 
+from bigbrotr.core.async_collectors import register_async_collector, unregister_async_collector
 from bigbrotr.core.config import Settings
 
 if TYPE_CHECKING:
@@ -40,7 +43,9 @@ __all__ = [
     "MetricsConfig",
     "MetricsServer",
     "PushgatewayConfig",
+    "register_async_collector",
     "start_metrics_server",
+    "unregister_async_collector",
 ]
 
 SERVICE_INFO = Info("service", "Static service metadata, set once at start.")

@@ -31,6 +31,11 @@ class PerRegistry(Generic[T]):
         self._made: weakref.WeakKeyDictionary[CollectorRegistry, T] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
+    def all(self) -> list[T]:
+        """What has been made so far, for every registry still alive."""
+        with self._lock:
+            return list(self._made.values())
+
     def __call__(self, registry: CollectorRegistry) -> T:
         """The registry's ``T``, made (and its metrics registered) the first time."""
         with self._lock:

@@ -5,6 +5,7 @@ the pure policy in ``_http`` what needs state: renders run on a worker thread
 and are shared by concurrent scrapes (``Coalescer``), at most
 ``max_requests_in_flight`` scrapes are served at once, a render slower than
 ``render_timeout`` answers 503, and the endpoint counts its own responses.
+Async collectors are fetched on their own loop first, within the same timeout.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import asyncio
 from prometheus_client import REGISTRY, Counter, Gauge
 from prometheus_client.registry import CollectorRegistry
 
+from bigbrotr.core.async_collectors import refresh
 from bigbrotr.core.exposition._coalescer import Coalescer, DaemonThreadExecutor, TooManyKeys
 from bigbrotr.core.exposition._http import (
     Rendered,
@@ -107,12 +109,15 @@ class Endpoint:
             return self._counted(too_many_in_flight(self._limit))
         self._in_flight += 1
         self._metrics.in_flight.inc()
+        collected = False
         try:
-            rendered = await asyncio.wait_for(
-                self._shared().get(scrape.key, scrape.gzip), self._timeout
-            )
+            async with asyncio.timeout(self._timeout):
+                await refresh(self._registry)  # async collectors, on their own loop
+                collected = True
+                rendered = await self._shared().get(scrape.key, scrape.gzip)
         except TimeoutError:
-            return self._counted(timed_out(self._timeout))
+            what = "rendering" if collected else "the async collectors"
+            return self._counted(timed_out(self._timeout, what))
         except TooManyKeys as exc:
             return self._counted(too_many_renders(str(exc)))
         except asyncio.CancelledError:
