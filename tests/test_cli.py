@@ -158,6 +158,8 @@ def test_check_invalid_config_is_one_line_exit_2(
         (["check", "bigbrotr.core.base_service:BaseService"], "cannot build BaseService"),
         (["run"], "required: TARGET"),
         (["run", "demo", "--log-format", "xml"], "invalid choice: 'xml'"),
+        (["run", "demo", "--port", "80"], "80 is not 0 or 1024-65535"),
+        (["run", "demo", "--port", "http"], "'http' is not a port number"),
         (["frobnicate"], "invalid choice"),
     ],
 )
@@ -169,6 +171,17 @@ def test_usage_errors_are_one_line_exit_2(
     assert code == 2
     assert len(err.strip().splitlines()) == 1, err
     assert expected in err
+
+
+def test_port_needs_metrics_on(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """--port with metrics off in the config says so, naming the file, and exits 2."""
+    config = tmp_path / "quiet.yaml"
+    config.write_text("interval: 5\n")
+    code, _, err = run_cli(capsys, "run", "demo", "--config", str(config), "--port", "9000")
+    assert code == 2
+    assert err.strip() == (
+        f"bigbrotr: error: --port: metrics are off in {config}; set metrics.enabled: true"
+    )
 
 
 def test_config_that_is_not_utf8_is_one_line_exit_2(

@@ -50,7 +50,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "interval until SIGINT/SIGTERM (graceful; a second signal stops at once)."
         ),
         epilog=(
-            "examples:\n  bigbrotr run demo\n"
+            "examples:\n  bigbrotr run demo\n  bigbrotr run demo --port 8001\n"
             "  bigbrotr run myapp.jobs:Fetcher --config fetcher.yaml --log-format json"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -58,6 +58,12 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
     run.add_argument("--config", metavar="FILE", type=Path, help="YAML configuration file")
     run.add_argument("--once", action="store_true", help="run one cycle and exit")
+    run.add_argument(
+        "--port",
+        type=_port,
+        metavar="PORT",
+        help="serve metrics on this port instead of metrics.port (0: any free port)",
+    )
     run.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
     run.add_argument("--log-format", default="text", choices=LOG_FORMATS)
     run.set_defaults(handler=_run)
@@ -156,6 +162,17 @@ def _export(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     return EXIT_OK
 
 
+def _port(text: str) -> int:
+    """A ``--port`` value: 0, or 1024 to 65535 (as ``metrics.port``)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if port != 0 and not 1024 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not 0 or 1024-65535")
+    return port
+
+
 def _check(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     import yaml
 
@@ -177,11 +194,22 @@ def _run(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     import asyncio
 
     from bigbrotr.core.logger import configure_logging
-    from bigbrotr.runner import resolve_target, serve
+    from bigbrotr.runner import resolve_target, serve, with_port
 
     target = resolve_target(args.target)
-    service = target.build(target.load_config(args.config))
+    config = target.load_config(args.config)
+    if args.port is not None:
+        config = with_port(config, args.port, args.config or target.default_config)
+    service = target.build(config)
     configure_logging(service.SERVICE_NAME, args.log_level, args.log_format)
+    if args.target == "demo":
+        from bigbrotr.core.logger import get_logger
+
+        get_logger("bigbrotr.demo").info(
+            "the demo simulates a service: it fails about 1 cycle in 10 on purpose, so the "
+            "failure metrics, logs and status page have something to show; "
+            "another port: bigbrotr run demo --port 8001"
+        )
     from concurrent.futures import ThreadPoolExecutor
 
     loop = asyncio.new_event_loop()

@@ -45,6 +45,7 @@ __all__ = [
     "UsageError",
     "resolve_target",
     "serve",
+    "with_port",
 ]
 
 
@@ -139,6 +140,19 @@ class Target:
             return self.service_class(config)
         except TypeError as exc:
             raise UsageError(f"cannot build {self.service_class.__name__}: {exc}") from None
+
+
+def with_port(config: BaseServiceConfig, port: int, path: Path | None) -> BaseServiceConfig:
+    """``config`` with ``metrics.port`` replaced (``run --port``).
+
+    Raises:
+        UsageError: If metrics are off in the config, so there is nothing to serve.
+    """
+    if not config.metrics.enabled:
+        where = f" in {path}" if path else ""
+        raise UsageError(f"--port: metrics are off{where}; set metrics.enabled: true")
+    metrics = config.metrics.model_copy(update={"port": port})
+    return config.model_copy(update={"metrics": metrics})
 
 
 def resolve_target(target: str) -> Target:
@@ -249,7 +263,7 @@ async def serve(
         except FileNotFoundError as exc:
             raise UsageError(f"web config file not found: {exc.filename}") from None
         except OSError as exc:
-            raise UsageError(exc.strerror or str(exc)) from None
+            raise UsageError(f"{exc.strerror or exc} (--port picks another)") from None
         loop = asyncio.get_running_loop()
         reloads = server.url is not None and service.config.metrics.web_config_file is not None
         reloading: set[asyncio.Task[bool]] = set()  # held, so a reload is not collected
@@ -264,7 +278,13 @@ async def serve(
         try:
             _log_start(service, once)
             if server.url:
-                _log.info("serving metrics", url=server.url)
+                base = server.url.removesuffix(service.config.metrics.path)
+                _log.info(
+                    "serving metrics",
+                    url=server.url,
+                    status_page=f"{base}/",
+                    readyz=f"{base}/readyz",
+                )
             async with service:
                 failed = await service.run_forever()
         finally:

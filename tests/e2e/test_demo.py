@@ -2,6 +2,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from tests.e2e.conftest import sample, scrape, wait_until
@@ -48,3 +49,30 @@ def test_demo_prints_its_url_and_passes_promtool(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_demo_says_what_it_is_and_what_to_open(tmp_path: Path) -> None:
+    """`run demo --port 0` says its failures are on purpose, where to look, how to move."""
+    log = tmp_path / "demo.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [str(BIGBROTR), "run", "demo", "--port", "0"],
+            env={"PATH": "/usr/bin:/bin"},
+            stderr=err,
+        )
+    try:
+        serving = wait_until(
+            lambda: re.search(r"serving metrics\s+(.*)", log.read_text()), what="the URLs"
+        ).group(1)
+        fields = dict(re.findall(r"(\w+)=(\S+)", serving))
+        base = fields["url"].removesuffix("/metrics")
+        assert base.startswith("http://127.0.0.1:") and not base.endswith(":8000")
+        assert (fields["status_page"], fields["readyz"]) == (f"{base}/", f"{base}/readyz")
+        intro = log.read_text()
+        assert "fails about 1 cycle in 10 on purpose" in intro
+        assert "bigbrotr run demo --port 8001" in intro
+        with urllib.request.urlopen(fields["status_page"], timeout=5) as page:
+            assert "<h1>demo</h1>" in page.read().decode()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0

@@ -33,6 +33,7 @@ class DemoService(BaseService[DemoConfig]):
     """Sleeps a random while, updates a few custom metrics, sometimes fails."""
 
     SERVICE_NAME = "demo"
+    SERVICE_VERSION = "1.0.0"
     CONFIG_CLASS = DemoConfig
 
     def __init__(self, config: DemoConfig | None = None) -> None:
@@ -47,7 +48,9 @@ class DemoService(BaseService[DemoConfig]):
         """Simulate one unit of work."""
         await asyncio.sleep(self._random.uniform(0, self.config.work_seconds_max))
         if self._random.random() < self.config.failure_rate:
-            raise SimulatedFailure("simulated failure")
+            raise SimulatedFailure(
+                f"simulated failure, on purpose (failure_rate={self.config.failure_rate})"
+            )
         items = self._random.randint(1, 50)
         self.inc_counter("items_processed", items)
         self.set_gauge("queue_depth", self._random.randint(0, 100))
