@@ -7,9 +7,9 @@ OLDEST_PROMETHEUS_CLIENT := 0.23.1
 OLDEST := .venv-oldest
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian packages the tests and benchmarks use: prometheus/promtool, prometheus-pushgateway,
-# wrk, curl.
+# wrk, curl, chromium.
 
-.PHONY: demo test lint typecheck unit oldest bench system-deps clean
+.PHONY: demo test lint typecheck unit oldest bench dist system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,5 +62,11 @@ test: lint typecheck unit oldest
 bench: $(VENV)/.installed-dev system-deps
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
+# The wheel to install bigbrotr into a project of your own: dist/bigbrotr-<version>-py3-none-any.whl
+dist: $(VENV)/.installed
+	rm -rf dist
+	$(BIN)/pip wheel --quiet --no-deps --wheel-dir dist .
+	@ls dist/*.whl
+
 clean:
-	rm -rf $(VENV) $(OLDEST) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(OLDEST) dist .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -595,6 +595,36 @@ class BaseService(ABC, Generic[ConfigT]):
         await self.run()
         return cleaned
 
+    def remove_metrics(self) -> None:
+        """Drop every series of this service from the registry (tests; a service retired).
+
+        Automatic and helper series, timed operations, declared metrics and the
+        watchdog's lag go; ``service_info`` (one per process) stays. A later
+        update makes a series anew.
+        """
+        if not self._config.metrics.enabled:
+            return
+        name = self.SERVICE_NAME
+        by_name = (
+            (SERVICE_COUNTER, self._counters, "service_counter"),
+            (SERVICE_GAUGE, self._gauges, "service_gauge"),
+            (OPERATION_DURATION_SECONDS, self._operations, "service_operation_duration_seconds"),
+        )
+        for family, children, family_name in by_name:
+            for child_name in [*children, OVERFLOW_NAME]:
+                with contextlib.suppress(KeyError):
+                    family.remove(name, child_name)
+            children.clear()
+            children.__dict__.pop("_overflow", None)  # the cached __overflow__ child
+            with contextlib.suppress(KeyError):
+                SERVICE_NAME_OVERFLOW.remove(name, family_name)
+        for family in (CYCLE_DURATION_SECONDS, EVENT_LOOP_LAG_SECONDS):
+            with contextlib.suppress(KeyError):
+                family.remove(name)
+        for attribute, declared in _declarations(type(self)):
+            declared.remove(name, getattr(self, attribute))
+            setattr(self, attribute, declared.bind(name, enabled=True))
+
     def timed(self, operation: str | Observer) -> Timer:
         """Time a block or function into a histogram: ``async with self.timed("fetch"):``.
 

@@ -26,6 +26,7 @@ if they declare it the same way; declaring it differently is an error.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -122,6 +123,16 @@ class Declared:
         if self.labels:
             return Labelled(family, service, self.labels)
         return family.labels(service)
+
+    def remove(self, service: str, bound: Any, *, registry: CollectorRegistry = REGISTRY) -> None:
+        """Remove the series ``bound`` (what ``bind`` gave ``service``) created."""
+        family = _declared(registry).get(self.name, (None, None))[1]
+        if family is None:
+            return
+        keys = [(service,)] if not isinstance(bound, Labelled) else bound.keys()
+        for key in keys:
+            with contextlib.suppress(KeyError):
+                family.remove(*key)
 
     def _make(self, registry: CollectorRegistry) -> MetricWrapperBase:
         return self.kind(
@@ -220,6 +231,10 @@ class Labelled:
                 return self._cache[values]
         child = self._cache[values] = self._family.labels(self._service, *values)
         return child
+
+    def keys(self) -> list[tuple[str, ...]]:
+        """The full label values (``service`` first) of every child made so far."""
+        return [(self._service, *map(str, values)) for values in self._cache]
 
     def remove(self, *values: object) -> None:
         """Drop the series with these label values."""

@@ -1,0 +1,189 @@
+"""A pytest plugin for testing bigbrotr services: ``pytest -p bigbrotr`` is automatic.
+
+Installed with bigbrotr (entry point ``pytest11``, named ``bigbrotr``), it gives
+a test the ``bigbrotr`` fixture: ``bigbrotr(MyService, {...config...})`` builds
+the service with metrics on (port 0) and returns a ``ServiceHarness`` that
+
+- runs N cycles on a fake clock (``run_cycles``): ``self.clock()`` and
+  ``self.wait()`` in the service follow it, so a test never sleeps;
+- serves the metrics on a free port and scrapes them (``serve``, ``scrape``),
+  over real HTTP, as Prometheus would;
+- reads a sample by name and labels (``value``; the ``service`` label is filled in).
+
+At the end of the test the server stops and the service's series are removed
+from the registry, so the next test starts from zero. The methods are
+coroutines: run them in async tests (pytest-asyncio or anyio).
+
+Examples:
+    async def test_fetcher_counts_pages(bigbrotr):
+        harness = bigbrotr(Fetcher, {"batch_size": 3})
+        await harness.run_cycles(2)
+        assert harness.value("service_counter_total", name="cycles_success") == 2
+        async with harness.serve():
+            scraped = await harness.scrape()
+        assert scraped.value("service_counter_total", name="items_fetched") == 6
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from bigbrotr.core.base_service import BaseService
+from bigbrotr.core.server import MetricsServer
+
+__all__ = ["FakeClock", "Scrape", "ServiceHarness", "bigbrotr", "sample_value"]
+
+S = TypeVar("S", bound=BaseService[Any])
+
+
+class FakeClock:
+    """Monotonic seconds that move only when told to (or when the service waits)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        """The current fake time."""
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward."""
+        self.now += seconds
+
+
+def sample_value(text: str, sample_name: str, /, **labels: str) -> float | None:
+    """The value of the sample ``sample_name`` with these labels in exposition text, or None.
+
+    Matches when every label given is equal (others may be present). Works on
+    the text format and on OpenMetrics.
+    """
+    for family in text_string_to_metric_families(text.replace("# EOF\n", "")):
+        for sample in family.samples:
+            if sample.name == sample_name and all(
+                sample.labels.get(k) == v for k, v in labels.items()
+            ):
+                return float(sample.value)
+    return None
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One scrape of the metrics endpoint."""
+
+    status: int
+    content_type: str
+    text: str
+
+    def value(self, sample_name: str, /, **labels: str) -> float | None:
+        """A sample's value by name and labels (see ``sample_value``)."""
+        return sample_value(self.text, sample_name, **labels)
+
+
+class ServiceHarness(Generic[S]):
+    """A service under test, on a fake clock; see the module docstring."""
+
+    def __init__(self, service: S, clock: FakeClock) -> None:
+        self.service = service
+        self.clock = clock
+        self._server: MetricsServer | None = None
+        service.clock = clock  # type: ignore[method-assign]
+        service.wait = self._wait  # type: ignore[method-assign]
+
+    async def _wait(self, timeout: float) -> bool:  # noqa: ASYNC109 (BaseService.wait's API)
+        """The service's ``wait``: time passes at once; shutdown still wakes it."""
+        if not self.service.is_running:
+            return True
+        self.clock.advance(timeout)
+        await asyncio.sleep(0)  # let others run, as a real wait would
+        return not self.service.is_running
+
+    async def run_cycles(self, count: int) -> list[bool]:
+        """Run ``count`` cycles, the clock moving one interval from start to start.
+
+        Returns:
+            Whether each cycle succeeded.
+        """
+        outcomes = []
+        for _ in range(count):
+            started = self.clock()
+            outcomes.append(await self.service.run_cycle())
+            self.clock.now = max(self.clock(), started + self.service.config.interval)
+        return outcomes
+
+    def value(self, sample_name: str, /, **labels: str) -> float | None:
+        """A sample of this service from the registry (``service`` filled in), or None."""
+        labels = {"service": self.service.SERVICE_NAME, **labels}
+        return REGISTRY.get_sample_value(sample_name, labels)
+
+    @contextlib.asynccontextmanager
+    async def serve(self) -> AsyncIterator[str]:
+        """Serve the service's metrics (and health, status page) on a free port; yields the URL."""
+        config = self.service.config.metrics.model_copy(update={"port": 0})
+        server = MetricsServer(config, health=self.service.health, status=self.service.status)
+        await server.start()
+        if server.url is None:
+            raise RuntimeError("metrics are off in this service's config: nothing to serve")
+        self._server = server
+        try:
+            yield server.url
+        finally:
+            self._server = None
+            await server.stop()
+
+    async def scrape(self, path: str | None = None, *, openmetrics: bool = False) -> Scrape:
+        """GET the metrics (or another ``path`` on the server) while ``serve`` runs."""
+        server = self._server
+        if server is None or server.url is None:
+            raise RuntimeError("scrape() needs the server: use it inside `async with serve()`")
+        metrics_path = self.service.config.metrics.path
+        url = server.url if path is None else server.url.removesuffix(metrics_path) + path
+        accept = "application/openmetrics-text; version=1.0.0" if openmetrics else "text/plain"
+
+        def get() -> Scrape:
+            request = urllib.request.Request(url, headers={"Accept": accept})
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    body: bytes = response.read()
+                    return Scrape(response.status, response.headers["Content-Type"], body.decode())
+            except urllib.error.HTTPError as error:
+                return Scrape(error.code, error.headers["Content-Type"], error.read().decode())
+
+        return await asyncio.to_thread(get)
+
+    def close(self) -> None:
+        """Remove the service's series from the registry."""
+        self.service.remove_metrics()
+
+
+@pytest.fixture
+def bigbrotr() -> Iterator[Callable[..., ServiceHarness[Any]]]:
+    """Build services under test: ``bigbrotr(ServiceClass, config_dict, **dependencies)``.
+
+    The config gets ``metrics: {enabled: true, port: 0}`` unless it says
+    otherwise. Each service's series are removed from the registry at the end.
+    """
+    made: list[ServiceHarness[Any]] = []
+
+    def build(
+        service_class: type[S], config: dict[str, Any] | None = None, **dependencies: Any
+    ) -> ServiceHarness[S]:
+        data = dict(config or {})
+        data["metrics"] = {"enabled": True, "port": 0, **data.get("metrics", {})}
+        settings = service_class.CONFIG_CLASS.model_validate(data)
+        harness = ServiceHarness(service_class(settings, **dependencies), FakeClock())
+        made.append(harness)
+        return harness
+
+    yield build
+    for harness in made:
+        harness.close()

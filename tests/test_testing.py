@@ -1,0 +1,84 @@
+import json
+from collections.abc import Callable
+from typing import Any
+
+from bigbrotr.core import service_metrics as m
+from bigbrotr.core.base_service import BaseService, BaseServiceConfig
+from bigbrotr.testing import FakeClock, ServiceHarness, sample_value
+
+Make = Callable[..., ServiceHarness[Any]]
+
+
+class Waiter(BaseService[BaseServiceConfig]):
+    """Waits inside each cycle, counts pages, fails on the third cycle."""
+
+    SERVICE_NAME = "waiter"
+    pages = m.Counter("waiter_pages", "Pages seen.", labels=["kind"])
+
+    def __init__(self, config: BaseServiceConfig | None = None) -> None:
+        super().__init__(config)
+        self.cycles = 0
+        self.seen_at: list[float] = []
+
+    async def cleanup(self) -> int:
+        return 0
+
+    async def run(self) -> None:
+        self.cycles += 1
+        self.seen_at.append(self.clock())
+        await self.wait(30)  # a real service would pause here; the harness does not
+        self.pages.labels("html").inc(2)
+        if self.cycles == 3:
+            raise RuntimeError("third time")
+
+
+async def test_cycles_run_on_the_fake_clock(bigbrotr: Make) -> None:
+    """N cycles run at once: waits move the fake clock, cycles start an interval apart."""
+    harness = bigbrotr(Waiter, {"interval": 60})
+    assert await harness.run_cycles(4) == [True, True, False, True]
+    service = harness.service
+    assert [t - service.seen_at[0] for t in service.seen_at] == [0, 60, 120, 180]
+    assert harness.value("service_counter_total", name="cycles_success") == 3
+    assert harness.value("waiter_pages_total", kind="html") == 8
+
+
+async def test_serve_and_scrape_over_http(bigbrotr: Make) -> None:
+    """The harness serves on a free port; scrapes read metrics, health and status."""
+    harness = bigbrotr(Waiter, {"interval": 5})
+    await harness.run_cycles(1)
+    async with harness.serve() as url:
+        assert url.startswith("http://127.0.0.1:")
+        scraped = await harness.scrape()
+        openmetrics = await harness.scrape(openmetrics=True)
+        ready = await harness.scrape("/readyz")
+        status = await harness.scrape("/status.json")
+    assert scraped.status == 200 and scraped.content_type.startswith("text/plain")
+    labels = {"service": "waiter", "name": "cycles_success"}
+    assert scraped.value("service_counter_total", **labels) == 1
+    assert openmetrics.content_type.startswith("application/openmetrics-text")
+    assert openmetrics.value("service_counter_total", **labels) == 1
+    assert (ready.status, ready.text) == (200, "ok\n")
+    assert json.loads(status.text)["cycles_succeeded"] == 1
+
+
+async def test_each_test_starts_from_zero(bigbrotr: Make) -> None:
+    """A closed harness removes its service's series: the next one counts from zero."""
+    first = bigbrotr(Waiter)
+    await first.run_cycles(2)
+    first.close()
+    assert first.value("service_counter_total", name="cycles_success") is None
+    assert first.value("waiter_pages_total", kind="html") is None
+    second = bigbrotr(Waiter)
+    await second.run_cycles(1)
+    assert second.value("service_counter_total", name="cycles_success") == 1
+    assert second.value("waiter_pages_total", kind="html") == 2
+
+
+def test_sample_value_matches_by_name_and_labels() -> None:
+    """The helper finds a sample by its labels, or says None."""
+    text = 'jobs_total{queue="a"} 3.0\njobs_total{queue="b"} 5.0\n'
+    assert sample_value(text, "jobs_total", queue="b") == 5
+    assert sample_value(text, "jobs_total", queue="c") is None
+    clock = FakeClock(10)
+    clock.advance(2.5)
+    assert clock() == 12.5
