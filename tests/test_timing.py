@@ -1,13 +1,13 @@
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
-from prometheus_client import REGISTRY
 
 from bigbrotr.core import service_metrics as m
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 from bigbrotr.core.timing import timed
-from tests.conftest import unique_name
+from bigbrotr.testing import ServiceHarness
 
 
 class Timed(BaseService[BaseServiceConfig]):
@@ -35,50 +35,51 @@ class Timed(BaseService[BaseServiceConfig]):
         return len(text)
 
 
-def fresh(max_names: int = 1000) -> Timed:
-    cls = type("T", (Timed,), {"SERVICE_NAME": unique_name("timed")})
-    metrics = {"enabled": True, "port": 0, "max_names": max_names}
-    service: Timed = cls(BaseServiceConfig(metrics=metrics))  # type: ignore[arg-type]
-    return service
+Make = Callable[..., ServiceHarness[Timed]]
 
 
-def operation(service: Timed, name: str, sample: str = "count") -> float | None:
-    labels = {"service": service.SERVICE_NAME, "operation": name}
-    return REGISTRY.get_sample_value(f"service_operation_duration_seconds_{sample}", labels)
+def operation(harness: ServiceHarness[Timed], name: str, sample: str = "count") -> float | None:
+    return harness.value(f"service_operation_duration_seconds_{sample}", operation=name)
 
 
-async def test_async_with_and_with_observe_the_block() -> None:
+async def test_async_with_and_with_observe_the_block(bigbrotr: Make) -> None:
     """``async with`` and ``with`` each observe one duration under the operation's name."""
-    service = fresh()
+    harness = bigbrotr(Timed)
+    service = harness.service
     async with service.timed("fetch"):
         await asyncio.sleep(0.05)
     with service.timed("fetch"):
         time.sleep(0.01)  # noqa: ASYNC251 (a sync block, timed by ``with``)
-    assert operation(service, "fetch") == 2
-    assert 0.06 <= (operation(service, "fetch", "sum") or 0) < 5
+    assert operation(harness, "fetch") == 2
+    assert 0.06 <= (operation(harness, "fetch", "sum") or 0) < 5
 
 
-async def test_a_decorated_coroutine_is_timed_until_it_returns() -> None:
+async def test_a_decorated_coroutine_is_timed_until_it_returns(bigbrotr: Make) -> None:
     """Unlike prometheus_client's time(), the await is inside the timing; calls overlap fine."""
-    service = fresh()
+    harness = bigbrotr(Timed)
+    service = harness.service
     results = await asyncio.gather(service.download(0.05), service.download(0.05))
     assert list(results) == ["done", "done"]
-    assert operation(service, "download") == 2
-    assert (operation(service, "download", "sum") or 0) >= 0.1
+    assert operation(harness, "download") == 2
+    assert (operation(harness, "download", "sum") or 0) >= 0.1
 
 
-def test_a_decorated_function_is_timed_when_it_raises_too() -> None:
+def test_a_decorated_function_is_timed_when_it_raises_too(bigbrotr: Make) -> None:
     """Sync methods are timed; an exception is observed and still raised."""
-    service = fresh()
+    harness = bigbrotr(Timed)
+    service = harness.service
     assert service.parse("abc") == 3
     with pytest.raises(ValueError, match="empty"):
         service.parse("")
-    assert operation(service, "parse") == 2
+    assert operation(harness, "parse") == 2
 
 
-async def test_timers_decorate_local_functions_and_observe_declared_histograms() -> None:
+async def test_timers_decorate_local_functions_and_observe_declared_histograms(
+    bigbrotr: Make,
+) -> None:
     """``@self.timed(...)`` on a closure, and a declared histogram's child as the target."""
-    service = fresh()
+    harness = bigbrotr(Timed)
+    service = harness.service
     into = service.fetch_time.labels("api")
 
     @service.timed(into)
@@ -87,30 +88,30 @@ async def test_timers_decorate_local_functions_and_observe_declared_histograms()
         return 7
 
     assert await fetch() == 7
-    labels = {"service": service.SERVICE_NAME, "source": "api"}
-    assert REGISTRY.get_sample_value("timing_fetch_duration_seconds_count", labels) == 1
-    fastest = labels | {"le": "0.01"}
-    assert REGISTRY.get_sample_value("timing_fetch_duration_seconds_bucket", fastest) == 0
+    assert harness.value("timing_fetch_duration_seconds_count", source="api") == 1
+    assert harness.value("timing_fetch_duration_seconds_bucket", source="api", le="0.01") == 0
 
 
-async def test_with_metrics_off_timing_records_nothing() -> None:
+async def test_with_metrics_off_timing_records_nothing(bigbrotr: Make) -> None:
     """Metrics off: the timers run the code and observe nowhere."""
-    cls = type("Off", (Timed,), {"SERVICE_NAME": unique_name("off")})
-    service = cls(BaseServiceConfig())
-    async with service.timed("fetch"):
+    harness = bigbrotr(Timed, {"metrics": {"enabled": False}})
+    async with harness.service.timed("fetch"):
         pass
-    assert await service.download(0) == "done"
-    assert operation(service, "fetch") is None
+    assert await harness.service.download(0) == "done"
+    assert operation(harness, "fetch") is None
 
 
-def test_operation_names_past_max_names_fold_into_overflow() -> None:
+def test_operation_names_past_max_names_fold_into_overflow(bigbrotr: Make) -> None:
     """Operation names are bounded like gauge names: past the limit, into __overflow__."""
-    service = fresh(max_names=10)
+    harness = bigbrotr(Timed, {"metrics": {"max_names": 10}})
+    service = harness.service
     for number in range(12):
         with service.timed(f"step_{number}"):
             pass
-    assert operation(service, "step_9") == 1
-    assert operation(service, "step_10") is None
-    assert operation(service, "__overflow__") == 2
-    folded = {"service": service.SERVICE_NAME, "family": "service_operation_duration_seconds"}
-    assert REGISTRY.get_sample_value("service_name_overflow_updates_total", folded) == 2
+    assert operation(harness, "step_9") == 1
+    assert operation(harness, "step_10") is None
+    assert operation(harness, "__overflow__") == 2
+    folded = harness.value(
+        "service_name_overflow_updates_total", family="service_operation_duration_seconds"
+    )
+    assert folded == 2
