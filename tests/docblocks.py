@@ -3,7 +3,7 @@
 A block's meaning comes from an HTML comment on the line before its fence:
 
 - ``<!-- file: NAME -->``: the block is written to ``NAME``.
-- ``<!-- run -->`` (or no comment) on ``sh``: run with bash (``set -e``); its stdout
+- ``<!-- run -->`` (or no comment) on ``sh``: run with bash (``-e -o pipefail``); its stdout
   is kept for an ``output`` block that follows.
 - ``<!-- background: TEXT -->`` on ``sh``: started in the background; the next
   block runs once ``TEXT`` appears in its output. It is stopped with SIGINT
@@ -126,7 +126,7 @@ class Runner:
 
     def _shell(self, block: Block, script: str) -> None:
         done = subprocess.run(
-            ["bash", "-e", "-c", script],
+            ["bash", "-e", "-o", "pipefail", "-c", script],
             cwd=self.directory,
             env=self.env,
             capture_output=True,

@@ -160,6 +160,7 @@ def test_check_invalid_config_is_one_line_exit_2(
         (["run", "demo", "--log-format", "xml"], "invalid choice: 'xml'"),
         (["run", "demo", "--port", "80"], "80 is not 0 or 1024-65535"),
         (["run", "demo", "--port", "http"], "'http' is not a port number"),
+        (["run", "demo", "--once", "--port", "9000"], "a --once run serves no metrics"),
         (["frobnicate"], "invalid choice"),
     ],
 )

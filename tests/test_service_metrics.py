@@ -211,3 +211,41 @@ def test_names_labels_and_units_follow_prometheus_naming(declare: Any, message: 
     """A declaration breaking Prometheus' naming rules fails at once, saying which rule."""
     with pytest.raises(ValueError, match=message):
         declare()
+
+
+def test_label_values_that_compare_equal_keep_their_own_series() -> None:
+    """1, True and "1" are different label values: each gets its own child."""
+
+    class Flags(Quiet):
+        SERVICE_NAME = unique_name("flags")
+        seen = m.Counter("decl_flags_seen", "Flags seen, by value.", labels=["flag"])
+
+    service = Flags(metrics_on())
+    service.seen.labels(True).inc()
+    service.seen.labels(1).inc(2)
+    service.seen.labels(flag="1").inc(4)
+    assert value("decl_flags_seen_total", service, flag="True") == 1
+    assert value("decl_flags_seen_total", service, flag="1") == 6
+    service.seen.remove(1)
+    service.seen.labels(1).inc()  # a new child, exported again
+    assert value("decl_flags_seen_total", service, flag="1") == 1
+
+
+def test_a_metric_cannot_take_the_name_of_a_runtime_attribute() -> None:
+    """Naming a metric ``status`` or ``log`` would break /status or logging: refused."""
+
+    class Shadowing(Quiet):
+        status = m.Gauge("decl_status", "Shadows BaseService.status.")
+
+    with pytest.raises(TypeError, match=r"Shadowing\.status: a metric cannot take the name"):
+        Shadowing(metrics_on())
+
+
+def test_the_declaration_on_the_class_says_to_use_the_instance() -> None:
+    """``Class.metric.labels()`` is a mistake with a message that says what to do."""
+
+    class Declaring(Quiet):
+        pages = PAGES
+
+    with pytest.raises(AttributeError, match=r"self\.pages\.labels\(\.\.\.\)"):
+        Declaring.pages.labels("200")

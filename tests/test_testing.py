@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -82,3 +84,10 @@ def test_sample_value_matches_by_name_and_labels() -> None:
     clock = FakeClock(10)
     clock.advance(2.5)
     assert clock() == 12.5
+
+
+def test_the_plugin_loads_nothing_until_a_test_uses_it() -> None:
+    """Installed, the plugin loads in every pytest run: it must not import bigbrotr's core."""
+    code = "import sys, bigbrotr.testing; print(sorted(m for m in sys.modules if 'bigbrotr.' in m))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "['bigbrotr.testing']", done.stdout + done.stderr

@@ -194,11 +194,13 @@ def _run(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     import asyncio
 
     from bigbrotr.core.logger import configure_logging
-    from bigbrotr.runner import resolve_target, serve, with_port
+    from bigbrotr.runner import UsageError, resolve_target, serve, with_port
 
     target = resolve_target(args.target)
     config = target.load_config(args.config)
     if args.port is not None:
+        if args.once:
+            raise UsageError("--port: a --once run serves no metrics (it can push them)")
         config = with_port(config, args.port, args.config or target.default_config)
     service = target.build(config)
     configure_logging(service.SERVICE_NAME, args.log_level, args.log_format)

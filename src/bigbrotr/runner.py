@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import importlib
 import importlib.util
 import os
@@ -28,7 +29,6 @@ from prometheus_client import REGISTRY, push_to_gateway
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from bigbrotr.core.async_collectors import AsyncCollectorError
 from bigbrotr.core.async_collectors import refresh as refresh_async_collectors
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig, load_config
 from bigbrotr.core.config import describe_validation_error, masked
@@ -263,7 +263,8 @@ async def serve(
         except FileNotFoundError as exc:
             raise UsageError(f"web config file not found: {exc.filename}") from None
         except OSError as exc:
-            raise UsageError(f"{exc.strerror or exc} (--port picks another)") from None
+            hint = " (--port picks another)" if exc.errno == errno.EADDRINUSE else ""
+            raise UsageError(f"{exc.strerror or exc}{hint}") from None
         loop = asyncio.get_running_loop()
         reloads = server.url is not None and service.config.metrics.web_config_file is not None
         reloading: set[asyncio.Task[bool]] = set()  # held, so a reload is not collected
@@ -278,13 +279,10 @@ async def serve(
         try:
             _log_start(service, once)
             if server.url:
-                base = server.url.removesuffix(service.config.metrics.path)
-                _log.info(
-                    "serving metrics",
-                    url=server.url,
-                    status_page=f"{base}/",
-                    readyz=f"{base}/readyz",
-                )
+                path = service.config.metrics.path
+                base = server.url.removesuffix(path)
+                pages = {"status_page": f"{base}/"} if path != "/" else {}  # "/" is the metrics
+                _log.info("serving metrics", url=server.url, **pages, readyz=f"{base}/readyz")
             async with service:
                 failed = await service.run_forever()
         finally:
@@ -371,11 +369,8 @@ async def _push(gateway: PushgatewayConfig | None) -> bool | None:
     """Push the default registry; None when there is no Pushgateway, else whether it worked."""
     if gateway is None:
         return None
-    try:  # values fetched at scrape time are fetched for the push too
-        async with asyncio.timeout(gateway.timeout):
-            await refresh_async_collectors(REGISTRY)
-    except (AsyncCollectorError, TimeoutError) as exc:
-        _log.warning("async collectors failed; pushing the rest", reason=str(exc) or "timeout")
+    # Values fetched at scrape time are fetched for the push too (failures are logged).
+    await refresh_async_collectors(REGISTRY, gateway.timeout / 2)
     try:
         await asyncio.to_thread(
             push_to_gateway,

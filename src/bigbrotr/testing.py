@@ -32,18 +32,17 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pytest
-from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
-from bigbrotr.core.base_service import BaseService
-from bigbrotr.core.server import MetricsServer
+if TYPE_CHECKING:  # imported when used: the plugin loads in every pytest run
+    from bigbrotr.core.base_service import BaseService
+    from bigbrotr.core.server import MetricsServer
 
 __all__ = ["FakeClock", "Scrape", "ServiceHarness", "bigbrotr", "sample_value"]
 
-S = TypeVar("S", bound=BaseService[Any])
+S = TypeVar("S", bound="BaseService[Any]")
 
 
 class FakeClock:
@@ -67,6 +66,8 @@ def sample_value(text: str, sample_name: str, /, **labels: str) -> float | None:
     Matches when every label given is equal (others may be present). Works on
     the text format and on OpenMetrics.
     """
+    from prometheus_client.parser import text_string_to_metric_families
+
     for family in text_string_to_metric_families(text.replace("# EOF\n", "")):
         for sample in family.samples:
             if sample.name == sample_name and all(
@@ -122,12 +123,16 @@ class ServiceHarness(Generic[S]):
 
     def value(self, sample_name: str, /, **labels: str) -> float | None:
         """A sample of this service from the registry (``service`` filled in), or None."""
+        from prometheus_client import REGISTRY
+
         labels = {"service": self.service.SERVICE_NAME, **labels}
         return REGISTRY.get_sample_value(sample_name, labels)
 
     @contextlib.asynccontextmanager
     async def serve(self) -> AsyncIterator[str]:
         """Serve the service's metrics (and health, status page) on a free port; yields the URL."""
+        from bigbrotr.core.server import MetricsServer
+
         config = self.service.config.metrics.model_copy(update={"port": 0})
         server = MetricsServer(config, health=self.service.health, status=self.service.status)
         await server.start()

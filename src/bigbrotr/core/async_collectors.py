@@ -5,29 +5,34 @@ with ``await`` when Prometheus asks. prometheus_client calls ``collect()``
 synchronously, in the render thread, where nothing can be awaited. So each
 async collector sits in the registry behind a proxy: before a render, the
 endpoint calls ``refresh``, which runs every ``collect()`` on the event loop
-the collector belongs to (the service's), under the render timeout; the
+the collector belongs to (the service's), within half the render timeout; the
 proxy then hands the families fetched to the render, off the loop, with the
 rest. At most one ``collect()`` per collector is in flight: concurrent
-scrapes wait for the same one.
+scrapes wait for the same one. One that fails or is late (the service's loop
+blocked, a broker hanging) is left out of that scrape and counted; the rest
+of the scrape, the loop's lag included, is still served.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import AsyncIterable, Awaitable, Iterable
 from concurrent.futures import Future
 from typing import Protocol
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, Counter
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
 
+from bigbrotr.core.logger import get_logger
 from bigbrotr.core.per_registry import PerRegistry
+
+_log = get_logger(__name__)
 
 __all__ = [
     "AsyncCollector",
-    "AsyncCollectorError",
     "adopt_loop",
     "refresh",
     "register_async_collector",
@@ -38,24 +43,48 @@ __all__ = [
 class AsyncCollector(Protocol):
     """What ``register_async_collector`` takes: an object with ``async def collect()``."""
 
-    async def collect(self) -> Iterable[Metric]:
-        """The metric families, fetched now."""
+    def collect(self) -> Awaitable[Iterable[Metric]] | AsyncIterable[Metric]:
+        """The metric families, fetched now: ``async def`` returning them, or yielding them."""
         ...
 
 
-class AsyncCollectorError(Exception):
-    """An async collector raised (or has no loop to run on); the scrape answers 500."""
+class _FailureMetrics:
+    """How often an async collector was left out of a scrape, by collector and reason."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.failures = Counter(
+            "metrics_async_collector_failures",
+            "Scrapes that went without an async collector's families, by reason "
+            "(error, timeout, no_loop).",
+            ["collector", "reason"],
+            registry=registry,
+        )
+
+
+_failure_metrics = PerRegistry(_FailureMetrics)
+#: A collector's failures are logged at most this often (seconds).
+_LOG_EVERY = 60.0
 
 
 class _Proxy:
     """Stands in the registry for one async collector, holding what it last fetched."""
 
-    def __init__(self, collector: AsyncCollector, loop: asyncio.AbstractEventLoop | None) -> None:
+    def __init__(
+        self,
+        collector: AsyncCollector,
+        loop: asyncio.AbstractEventLoop | None,
+        registry: CollectorRegistry,
+    ) -> None:
         self.collector = collector
         self.loop = loop
+        self.name = type(collector).__name__
+        self._failures = _failure_metrics(registry).failures
+        for reason in ("error", "timeout", "no_loop"):
+            self._failures.labels(self.name, reason)  # exported at 0
         self._families: list[Metric] = []
         self._pending: Future[list[Metric]] | None = None
         self._lock = threading.Lock()
+        self._logged_at = -_LOG_EVERY
 
     def describe(self) -> list[Metric]:
         """Nothing: the registry must not call ``collect`` to learn the names."""
@@ -65,28 +94,44 @@ class _Proxy:
         """The families the last refresh fetched (the render thread calls this)."""
         return self._families
 
-    async def refresh(self) -> None:
-        """Run ``collect()`` on the collector's loop; one run shared by concurrent callers."""
+    async def refresh(self, within: float) -> None:
+        """Run ``collect()`` on the collector's loop, waiting ``within`` seconds at most.
+
+        One run is shared by concurrent callers, and one that outlives a scrape is
+        left to finish for the next. A run that fails or is late leaves this
+        collector's families out of the scrape; the rest is served.
+        """
         with self._lock:
             pending = self._pending
             if pending is None or pending.done():
                 loop = self.loop
-                name = type(self.collector).__name__
                 if loop is None or loop.is_closed():
-                    raise AsyncCollectorError(
-                        f"async collector {name}: no event loop to run it on "
-                        "(register it from the service's loop, or start the service)"
-                    )
+                    self._left_out("no_loop", "no event loop to run it on (start the service)")
+                    return
                 pending = self._pending = asyncio.run_coroutine_threadsafe(self._fetch(), loop)
-        # Shielded: a scrape that gives up (timeout) leaves the run to the next scrape.
-        self._families = await asyncio.shield(asyncio.wrap_future(pending))
+        try:
+            self._families = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(pending)), within
+            )
+        except TimeoutError:
+            self._left_out("timeout", f"collect() took longer than {within:g}s")
+        except Exception as exc:
+            self._left_out("error", f"{type(exc).__name__}: {exc}")
+
+    def _left_out(self, reason: str, detail: str) -> None:
+        self._families = []
+        self._failures.labels(self.name, reason).inc()
+        now = time.monotonic()
+        if now - self._logged_at >= _LOG_EVERY:
+            self._logged_at = now
+            _log.warning("async collector left out of the scrape", collector=self.name,
+                         reason=reason, detail=" ".join(detail.split())[:300])  # fmt: skip
 
     async def _fetch(self) -> list[Metric]:
-        try:
-            return list(await self.collector.collect())
-        except Exception as exc:
-            name = type(self.collector).__name__
-            raise AsyncCollectorError(f"{name}: {type(exc).__name__}: {exc}") from exc
+        result = self.collector.collect()
+        if isinstance(result, AsyncIterable):  # ``async def collect`` with ``yield``
+            return [family async for family in result]
+        return list(await result)
 
 
 _proxies = PerRegistry(lambda registry: list[_Proxy]())
@@ -107,9 +152,13 @@ def register_async_collector(
 
     Its ``collect()`` is awaited on this event loop (the one running now, or,
     registered before any runs, the loop of the first service started) before
-    each scrape of ``registry``, within the scrape's render timeout; a
-    ``collect()`` that raises answers the scrape 500, one that takes too long
-    503, as a synchronous collector's would.
+    each scrape of ``registry``, within half the scrape's render timeout. A
+    ``collect()`` that raises or is late leaves its families out of that scrape,
+    counted in ``metrics_async_collector_failures_total{collector, reason}``
+    and logged; the rest of the scrape is served.
+
+    Raises:
+        ValueError: If this collector is registered already.
 
     Examples:
         class QueueDepth:
@@ -119,8 +168,10 @@ def register_async_collector(
 
         register_async_collector(QueueDepth())
     """
-    proxy = _Proxy(collector, _running_loop())
     with _lock:
+        if any(proxy.collector is collector for proxy in _proxies(registry)):
+            raise ValueError(f"async collector {type(collector).__name__} is already registered")
+        proxy = _Proxy(collector, _running_loop(), registry)
         registry.register(proxy)
         _proxies(registry).append(proxy)
 
@@ -145,13 +196,14 @@ def adopt_loop(loop: asyncio.AbstractEventLoop) -> None:
                     proxy.loop = loop
 
 
-async def refresh(registry: CollectorRegistry) -> None:
-    """Fetch every async collector of ``registry`` now (concurrently).
+async def refresh(registry: CollectorRegistry, within: float) -> None:
+    """Fetch every async collector of ``registry`` now, concurrently, in ``within`` seconds.
 
-    Raises:
-        AsyncCollectorError: If one raised, or has no loop to run on.
+    One that raises, is late or has no loop is left out of this scrape, counted in
+    ``metrics_async_collector_failures_total{collector, reason}`` and logged (once a
+    minute): the rest of the scrape is served, as exporters do with a failed probe.
     """
     with _lock:
         proxies = list(_proxies(registry))
     if proxies:
-        await asyncio.gather(*(proxy.refresh() for proxy in proxies))
+        await asyncio.gather(*(proxy.refresh(within) for proxy in proxies))

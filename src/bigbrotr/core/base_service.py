@@ -199,6 +199,11 @@ def _declarations(service_class: type) -> tuple[tuple[str, Declared], ...]:
     for klass in reversed(service_class.__mro__):
         for attribute, value in vars(klass).items():
             if isinstance(value, Declared):
+                if hasattr(BaseService, attribute) or attribute == "log":  # the runtime's
+                    raise TypeError(
+                        f"{service_class.__name__}.{attribute}: a metric cannot take the name "
+                        "of a BaseService attribute; give it another"
+                    )
                 found[attribute] = value
             else:  # a subclass may replace a declaration with something else
                 found.pop(attribute, None)
@@ -598,9 +603,11 @@ class BaseService(ABC, Generic[ConfigT]):
     def remove_metrics(self) -> None:
         """Drop every series of this service from the registry (tests; a service retired).
 
-        Automatic and helper series, timed operations, declared metrics and the
-        watchdog's lag go; ``service_info`` (one per process) stays. A later
-        update makes a series anew.
+        Call it once the service has stopped. Automatic and helper series, timed
+        operations, declared metrics and the watchdog's lag go; ``service_info``
+        (one per process) stays. Declared metrics are bound anew (those without
+        labels of their own reappear at 0); children kept from before are no
+        longer exported.
         """
         if not self._config.metrics.enabled:
             return

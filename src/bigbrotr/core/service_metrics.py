@@ -41,6 +41,9 @@ from bigbrotr.core.per_registry import PerRegistry
 
 __all__ = ["Counter", "Declared", "Enum", "Gauge", "Histogram", "Info", "Summary"]
 
+_METRIC_METHODS = frozenset(
+    ("inc", "dec", "set", "observe", "labels", "time", "info", "state", "remove")
+)
 _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _UNIT = re.compile(r"[a-z][a-z0-9_]*")
 #: Units Prometheus asks to express in base units instead, with the base unit.
@@ -97,7 +100,7 @@ class Declared:
             raise ValueError(f"metric {name!r}: unit {unit!r}: Prometheus uses base units: {base}")
         self.name = name
         self.documentation = documentation
-        self.labels = labels
+        self.label_names = labels
         self.unit = unit
         self.options = options
         self.attribute = name
@@ -110,18 +113,26 @@ class Declared:
         # attribute set by BaseService.__init__ takes precedence over this method.
         return self
 
+    def __getattr__(self, name: str) -> Any:
+        if name in _METRIC_METHODS:  # Fetcher.items.inc(): the class holds the declaration
+            raise AttributeError(
+                f"{name}() on the declaration of {self.attribute!r}: use the service "
+                f"instance's attribute (self.{self.attribute}.{name}(...))"
+            )
+        raise AttributeError(name)
+
     def spec(self) -> tuple[object, ...]:
         """What must match for two declarations to share a family."""
         options = tuple(sorted((k, repr(v)) for k, v in self.options.items()))
-        return (self.kind, self.name, self.documentation, self.labels, self.unit, options)
+        return (self.kind, self.name, self.documentation, self.label_names, self.unit, options)
 
     def bind(self, service: str, *, enabled: bool, registry: CollectorRegistry = REGISTRY) -> Any:
         """The object the service uses: a child, a ``labels()`` front, or a no-op."""
         if not enabled:
             return _NOOP
         family = _families(registry, self)
-        if self.labels:
-            return Labelled(family, service, self.labels)
+        if self.label_names:
+            return Labelled(family, service, self.label_names)
         return family.labels(service)
 
     def remove(self, service: str, bound: Any, *, registry: CollectorRegistry = REGISTRY) -> None:
@@ -138,7 +149,7 @@ class Declared:
         return self.kind(
             self.name,
             self.documentation,
-            ("service", *self.labels),
+            ("service", *self.label_names),
             unit=self.unit,
             registry=registry,
             **self.options,
@@ -197,7 +208,7 @@ class Enum(Declared):
         self, name: str, documentation: str, *, states: Sequence[str], labels: Sequence[str] = ()
     ) -> None:
         super().__init__(name, documentation, labels=labels, states=tuple(states))
-        if name in self.labels:
+        if name in self.label_names:
             raise ValueError(f"enum {name!r}: a label cannot share the enum's name")
 
 
@@ -215,21 +226,24 @@ class Labelled:
         self._family = family
         self._service = service
         self._names = names
-        self._cache: dict[tuple[object, ...], Any] = {}
+        self._cache: dict[tuple[object, ...], Any] = {}  # keys: tuples of str
 
     def labels(self, *values: object, **by_name: object) -> Any:
         """The child for these label values (positional, or all by name)."""
         try:
-            return self._cache[values]  # the hot path: one lookup
+            return self._cache[values]  # the hot path: one lookup (keys are strings)
         except KeyError:
             pass
         if by_name:
             if values or set(by_name) != set(self._names):
                 raise ValueError(f"give the labels {list(self._names)} by position or by name")
             values = tuple(by_name[name] for name in self._names)
-            if values in self._cache:
-                return self._cache[values]
-        child = self._cache[values] = self._family.labels(self._service, *values)
+        # Keyed by the strings prometheus_client makes of the values: 1, True and "1"
+        # must not share a child because they compare equal.
+        key = tuple(map(str, values))
+        child = self._cache.get(key)
+        if child is None:
+            child = self._cache[key] = self._family.labels(self._service, *key)
         return child
 
     def keys(self) -> list[tuple[str, ...]]:
@@ -238,8 +252,9 @@ class Labelled:
 
     def remove(self, *values: object) -> None:
         """Drop the series with these label values."""
-        self._cache.pop(values, None)
-        self._family.remove(self._service, *map(str, values))
+        key = tuple(map(str, values))
+        self._cache.pop(key, None)
+        self._family.remove(self._service, *key)
 
 
 class _NoOp:

@@ -219,9 +219,9 @@ def too_many_in_flight(limit: int) -> Response:
     return _reason(503, f"too many concurrent scrapes (max_requests_in_flight={limit})")
 
 
-def timed_out(timeout: float, what: str = "rendering") -> Response:
-    """The 503 for a render (or the async collectors before it) slower than ``render_timeout``."""
-    return _reason(503, f"{what} took longer than render_timeout={timeout}s")
+def timed_out(timeout: float) -> Response:
+    """The 503 for a render slower than ``render_timeout``."""
+    return _reason(503, f"rendering took longer than render_timeout={timeout}s")
 
 
 def too_many_renders(detail: str) -> Response:
