@@ -1,7 +1,8 @@
 """Cost of a service's metric calls against a bare prometheus_client child.
 
 Prints ns per call for the seed's helpers (``inc_counter``/``set_gauge``) and for
-declared metrics (``self.queue.set``, ``self.pages.labels("200").inc()``) and for
+declared metrics (``self.queue.set``, ``self.pages.labels("200").inc()``,
+``self.pages["200"].inc()``) and for
 ``with self.timed("op")`` (against prometheus_client's ``with child.time()``): the
 bare child call (the floor), ours (target <= 1.5x the floor), prometheus_client's
 own ``labels(...)`` lookup on every call, and ours with metrics off.
@@ -76,16 +77,18 @@ def main() -> None:
          lambda: off.set_gauge("depth", 1.0)),
         ("declared gauge", lambda: queue_child.set(1.0), lambda: on.queue.set(1.0),
          lambda: queue_child.set(1.0), lambda: off.queue.set(1.0)),
-        ("declared labelled counter", pages_child.inc, lambda: on.pages.labels("200").inc(),
+        ("declared labelled, labels()", pages_child.inc, lambda: on.pages.labels("200").inc(),
          lambda: pages.labels("bench", "200").inc(), lambda: off.pages.labels("200").inc()),
+        ("declared labelled, [value]", pages_child.inc, lambda: on.pages["200"].inc(),
+         lambda: pages.labels("bench", "200").inc(), lambda: off.pages["200"].inc()),
         ("timed block", bare_timed, our_timed, bare_timed, off_timed),
     ]  # fmt: skip
-    print(f"{'metric':26} {'bare child':>11} {'ours':>9} {'labels()':>9} {'off':>7}  ratios")
+    print(f"{'metric':28} {'bare child':>11} {'ours':>9} {'labels()':>9} {'off':>7}  ratios")
     for name, bare_call, ours_call, labels_call, off_call in rows:
         timed = (per_call_ns(f) for f in (bare_call, ours_call, labels_call, off_call))
         floor, ours, labels, nothing = timed
         print(
-            f"{name:26} {floor:9.0f}ns {ours:7.0f}ns {labels:7.0f}ns {nothing:5.0f}ns  "
+            f"{name:28} {floor:9.0f}ns {ours:7.0f}ns {labels:7.0f}ns {nothing:5.0f}ns  "
             f"ours/bare {ours / floor:.2f}x (target <= 1.50x), "
             f"labels()/bare {labels / floor:.2f}x, ours vs labels() {labels / ours:.1f}x"
         )

@@ -168,7 +168,7 @@ def test_labels_must_be_given_whole_by_position_or_by_name() -> None:
     service = Fetcher(metrics_on())
     with pytest.raises(ValueError, match="by position or by name"):
         service.pages.labels("200", status="200")
-    with pytest.raises(ValueError, match="label count"):
+    with pytest.raises(ValueError, match=r"expected the labels \['status'\], got \[\]"):
         service.pages.labels()
 
 
@@ -249,3 +249,27 @@ def test_the_declaration_on_the_class_says_to_use_the_instance() -> None:
 
     with pytest.raises(AttributeError, match=r"self\.pages\.labels\(\.\.\.\)"):
         Declaring.pages.labels("200")
+
+
+def test_indexing_is_the_hot_path_and_label_sets_are_bounded() -> None:
+    """``metric["200"]`` is ``labels("200")``; past max_names label sets fold and count."""
+
+    class Pages(Quiet):
+        SERVICE_NAME = unique_name("pages")
+        hits = m.Counter("decl_page_hits", "Hits, by path.", labels=["path"])
+        pairs = m.Gauge("decl_pairs", "Pairs.", labels=["a", "b"])
+
+    service = Pages(BaseServiceConfig(metrics={"enabled": True, "max_names": 10}))  # type: ignore[arg-type]
+    assert service.hits["/a"] is service.hits.labels("/a") is service.hits.labels(path="/a")
+    service.pairs["x", "y"].set(3)
+    assert value("decl_pairs", service, a="x", b="y") == 3
+    for number in range(12):
+        service.hits[f"/page/{number}"].inc()  # a label made from data: a bug
+    assert value("decl_page_hits_total", service, path="/page/8") == 1
+    assert value("decl_page_hits_total", service, path="/page/9") is None  # the 11th set
+    assert value("decl_page_hits_total", service, path="__overflow__") == 3
+    folded = value("service_name_overflow_updates_total", service, family="decl_page_hits")
+    assert folded == 3
+    service.remove_metrics()
+    assert value("decl_page_hits_total", service, path="__overflow__") is None
+    assert value("decl_pairs", service, a="x", b="y") is None

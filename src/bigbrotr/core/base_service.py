@@ -292,8 +292,17 @@ class BaseService(ABC, Generic[ConfigT]):
             limit,
             self._overflow_counter("service_operation_duration_seconds"),
         )
+        self._bind_declared(enabled)
+
+    def _bind_declared(self, enabled: bool) -> None:
+        """Set each declared metric's attribute; label sets bounded by ``max_names``."""
+        limit = self._config.metrics.max_names
         for attribute, declared in _declarations(type(self)):
-            setattr(self, attribute, declared.bind(name, enabled=enabled))
+            overflow = self._overflow_counter(declared.name) if declared.label_names else None
+            bound = declared.bind(
+                self.SERVICE_NAME, enabled=enabled, limit=limit, on_overflow=overflow
+            )
+            setattr(self, attribute, bound)
 
     def _overflow_counter(self, family: str) -> Callable[[str], None]:
         """Count (and the first time, log) an update folded into ``__overflow__``."""
@@ -630,7 +639,9 @@ class BaseService(ABC, Generic[ConfigT]):
                 family.remove(name)
         for attribute, declared in _declarations(type(self)):
             declared.remove(name, getattr(self, attribute))
-            setattr(self, attribute, declared.bind(name, enabled=True))
+            with contextlib.suppress(KeyError):
+                SERVICE_NAME_OVERFLOW.remove(name, declared.name)
+        self._bind_declared(enabled=True)
 
     def timed(self, operation: str | Observer) -> Timer:
         """Time a block or function into a histogram: ``async with self.timed("fetch"):``.

@@ -41,6 +41,8 @@ from bigbrotr.core.per_registry import PerRegistry
 
 __all__ = ["Counter", "Declared", "Enum", "Gauge", "Histogram", "Info", "Summary"]
 
+#: The label value of the child that takes label sets past the limit.
+OVERFLOW = "__overflow__"
 _METRIC_METHODS = frozenset(
     ("inc", "dec", "set", "observe", "labels", "time", "info", "state", "remove")
 )
@@ -126,13 +128,24 @@ class Declared:
         options = tuple(sorted((k, repr(v)) for k, v in self.options.items()))
         return (self.kind, self.name, self.documentation, self.label_names, self.unit, options)
 
-    def bind(self, service: str, *, enabled: bool, registry: CollectorRegistry = REGISTRY) -> Any:
-        """The object the service uses: a child, a ``labels()`` front, or a no-op."""
+    def bind(
+        self,
+        service: str,
+        *,
+        enabled: bool,
+        registry: CollectorRegistry = REGISTRY,
+        limit: int = 0,
+        on_overflow: Callable[[str], None] | None = None,
+    ) -> Any:
+        """The object the service uses: a child, a ``Labelled`` front, or a no-op.
+
+        ``limit`` and ``on_overflow`` bound the label sets of a ``Labelled``.
+        """
         if not enabled:
             return _NOOP
         family = _families(registry, self)
         if self.label_names:
-            return Labelled(family, service, self.label_names)
+            return Labelled(family, service, self.label_names, limit, on_overflow)
         return family.labels(service)
 
     def remove(self, service: str, bound: Any, *, registry: CollectorRegistry = REGISTRY) -> None:
@@ -140,7 +153,8 @@ class Declared:
         family = _declared(registry).get(self.name, (None, None))[1]
         if family is None:
             return
-        keys = [(service,)] if not isinstance(bound, Labelled) else bound.keys()
+        keys = [(service,)] if not isinstance(bound, Labelled) else bound.label_sets()
+        keys += [(service, *[OVERFLOW] * len(self.label_names))] if self.label_names else []
         for key in keys:
             with contextlib.suppress(KeyError):
                 family.remove(*key)
@@ -212,49 +226,68 @@ class Enum(Declared):
             raise ValueError(f"enum {name!r}: a label cannot share the enum's name")
 
 
-class Labelled:
-    """A declared metric with labels of its own: ``labels(...)`` gives the child.
+class Labelled(dict[object, Any]):
+    """A declared metric with labels of its own: ``metric[value]`` or ``labels(...)``.
 
-    Children are cached by their label values, so a repeated ``labels(...)``
-    is one dict lookup. ``service`` is filled in; give the others by position
-    or by name.
+    ``self.pages["200"]`` (``self.pages["a", "b"]`` for two labels) is the hot
+    path: a dict lookup in C. ``labels(...)`` takes the values by position or by
+    name, as prometheus_client's does. ``service`` is filled in. Children are
+    keyed by the strings prometheus_client makes of the values, so ``1``, ``True``
+    and ``"1"`` (equal as dict keys) each get their own. Past ``limit`` label
+    sets (``metrics.max_names``), new ones go to a child whose labels are all
+    ``__overflow__``, and ``on_overflow`` is called, so a label made from data
+    cannot grow memory without bound.
     """
 
-    __slots__ = ("_cache", "_family", "_names", "_service")
+    __slots__ = ("_family", "_limit", "_names", "_on_overflow", "_service")
 
-    def __init__(self, family: MetricWrapperBase, service: str, names: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        family: MetricWrapperBase,
+        service: str,
+        names: tuple[str, ...],
+        limit: int = 0,
+        on_overflow: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__()
         self._family = family
         self._service = service
         self._names = names
-        self._cache: dict[tuple[object, ...], Any] = {}  # keys: tuples of str
+        self._limit = limit
+        self._on_overflow = on_overflow
+
+    def __missing__(self, key: object) -> Any:
+        values = key if isinstance(key, tuple) else (key,)
+        if len(values) != len(self._names):
+            raise ValueError(f"expected the labels {list(self._names)}, got {list(values)}")
+        strings = tuple(map(str, values))
+        stored: object = strings if len(strings) > 1 else strings[0]
+        child = self.get(stored)
+        if child is None:
+            if self._limit and len(self) >= self._limit:
+                if self._on_overflow is not None:
+                    self._on_overflow(",".join(strings))
+                return self._family.labels(self._service, *[OVERFLOW] * len(strings))
+            child = self[stored] = self._family.labels(self._service, *strings)
+        return child
 
     def labels(self, *values: object, **by_name: object) -> Any:
         """The child for these label values (positional, or all by name)."""
-        try:
-            return self._cache[values]  # the hot path: one lookup (keys are strings)
-        except KeyError:
-            pass
         if by_name:
             if values or set(by_name) != set(self._names):
                 raise ValueError(f"give the labels {list(self._names)} by position or by name")
             values = tuple(by_name[name] for name in self._names)
-        # Keyed by the strings prometheus_client makes of the values: 1, True and "1"
-        # must not share a child because they compare equal.
-        key = tuple(map(str, values))
-        child = self._cache.get(key)
-        if child is None:
-            child = self._cache[key] = self._family.labels(self._service, *key)
-        return child
+        return self[values if len(values) != 1 else values[0]]
 
-    def keys(self) -> list[tuple[str, ...]]:
+    def label_sets(self) -> list[tuple[str, ...]]:
         """The full label values (``service`` first) of every child made so far."""
-        return [(self._service, *map(str, values)) for values in self._cache]
+        return [(self._service, *(k if isinstance(k, tuple) else (k,))) for k in self]
 
     def remove(self, *values: object) -> None:
         """Drop the series with these label values."""
-        key = tuple(map(str, values))
-        self._cache.pop(key, None)
-        self._family.remove(self._service, *key)
+        strings = tuple(map(str, values))
+        self.pop(strings if len(strings) > 1 else strings[0], None)
+        self._family.remove(self._service, *strings)
 
 
 class _NoOp:
@@ -272,6 +305,9 @@ class _NoOp:
 
     def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
         return function  # as a decorator (``@metric.time()``)
+
+    def __getitem__(self, key: object) -> _NoOp:
+        return self
 
     def __enter__(self) -> _NoOp:
         return self
