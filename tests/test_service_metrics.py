@@ -273,3 +273,15 @@ def test_indexing_is_the_hot_path_and_label_sets_are_bounded() -> None:
     service.remove_metrics()
     assert value("decl_page_hits_total", service, path="__overflow__") is None
     assert value("decl_pairs", service, a="x", b="y") is None
+
+
+def test_a_typo_fails_with_metrics_off_too() -> None:
+    """The no-op stand-in offers prometheus_client's methods only, so typos show at once."""
+
+    class Off(Quiet):
+        queue = QUEUE
+
+    service = Off(BaseServiceConfig())
+    service.queue.set(1)
+    with pytest.raises(AttributeError):
+        service.queue.sett(1)

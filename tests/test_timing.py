@@ -1,6 +1,6 @@
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -115,3 +115,14 @@ def test_operation_names_past_max_names_fold_into_overflow(bigbrotr: Make) -> No
         "service_name_overflow_updates_total", family="service_operation_duration_seconds"
     )
     assert folded == 2
+
+
+def test_a_generator_function_cannot_be_timed(bigbrotr: Make) -> None:
+    """Decorating a generator would time its creation only: refused, saying what to do."""
+    harness = bigbrotr(Timed)
+
+    def rows() -> Iterator[int]:
+        yield 1
+
+    with pytest.raises(TypeError, match="time the loop that consumes it"):
+        harness.service.timed("rows")(rows)

@@ -296,12 +296,9 @@ class _NoOp:
     def _nothing(self, *args: Any, **kwargs: Any) -> _NoOp:
         return self
 
-    # The common calls are plain methods (cheap); anything else goes through __getattr__.
-    inc = dec = set = observe = info = state = labels = remove = _nothing
-    time = track_inprogress = count_exceptions = set_to_current_time = _nothing
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        return self._nothing
+    # prometheus_client's methods, and no others: a typo fails with metrics off too.
+    inc = dec = set = observe = info = state = labels = remove = clear = _nothing
+    time = track_inprogress = count_exceptions = set_to_current_time = set_function = _nothing
 
     def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
         return function  # as a decorator (``@metric.time()``)

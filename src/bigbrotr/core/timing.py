@@ -66,7 +66,13 @@ class Timer:
         self._observe(time.perf_counter() - self._started)
 
     def __call__(self, function: F) -> F:
-        """Decorate a sync or async function: every call is timed until it returns."""
+        """Decorate a sync or async function: every call is timed until it returns.
+
+        Raises:
+            TypeError: For a generator function, whose call only creates the
+                generator: time the loop that consumes it instead.
+        """
+        _refuse_generators(function)
         observe = self._observe
         if inspect.iscoroutinefunction(function):
 
@@ -91,6 +97,14 @@ class Timer:
         return cast(F, timed_function)
 
 
+def _refuse_generators(function: Callable[..., Any]) -> None:
+    if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+        raise TypeError(
+            f"cannot time {function.__qualname__}: calling a generator function only creates "
+            "the generator; time the loop that consumes it"
+        )
+
+
 def timed(operation: str) -> Callable[[F], F]:
     """Decorate a service's method (sync or async): each call is ``self.timed(operation)``.
 
@@ -101,6 +115,7 @@ def timed(operation: str) -> Callable[[F], F]:
     """
 
     def decorate(method: F) -> F:
+        _refuse_generators(method)
         if inspect.iscoroutinefunction(method):
 
             @functools.wraps(method)
