@@ -17,13 +17,11 @@ import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar, cast
-
-from pydantic import Field, ValidationError, field_validator
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 from bigbrotr import __version__
 from bigbrotr.core.async_collectors import adopt_loop
-from bigbrotr.core.config import Settings, describe_validation_error
+from bigbrotr.core.config import describe_validation_error
 from bigbrotr.core.health import HealthSnapshot
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics import (
@@ -34,40 +32,25 @@ from bigbrotr.core.metrics import (
     SERVICE_GAUGE,
     SERVICE_INFO,
     SERVICE_NAME_OVERFLOW,
-    MetricsConfig,
 )
+from bigbrotr.core.named_children import (
+    OVERFLOW_NAME,
+    CounterChild,
+    GaugeChild,
+    NamedChildren,
+)
+from bigbrotr.core.service_config import BaseServiceConfig, load_config
 from bigbrotr.core.service_metrics import Declared
 from bigbrotr.core.status import HISTORY, CycleRecord, LastError, StatusSnapshot
 from bigbrotr.core.timing import Observer, Timer
 from bigbrotr.core.watchdog import LoopWatchdog
-from bigbrotr.core.yaml import ConfigFileError, load_yaml
 
 __all__ = ["BaseService", "BaseServiceConfig", "describe_validation_error", "load_config"]
 
-ONE_WEEK_SECONDS = 604_800.0
-#: A shorter interval would keep the loop busy starting cycles.
-MIN_INTERVAL = 0.01
 #: Distinct (exception type, place) pairs whose repeats are counted; past it, every
 #: new kind is logged with its traceback (bounded memory, nothing hidden).
 _MAX_FAILURE_KINDS = 1000
 _MAX_ERROR_TEXT = 1000
-#: The ``name`` that updates past ``metrics.max_names`` are folded into.
-OVERFLOW_NAME = "__overflow__"
-#: The runtime's own names: dashboards and alerts need them, so they are never folded
-#: (``errors_<ExceptionType>`` names are, like any name a service makes up).
-AUTOMATIC_NAMES = frozenset(
-    (
-        "cycles_success",
-        "cycles_failed",
-        "cycles_over_interval",
-        "consecutive_failures",
-        "last_cycle_timestamp",
-        "cycle_in_progress_start_timestamp",
-        "interval_seconds",
-        "max_consecutive_failures",
-        "start_timestamp",
-    )
-)
 
 
 def _ignore(value: float) -> None:
@@ -86,110 +69,7 @@ def _shortened(text: str) -> str:
     return f"{text[:_MAX_ERROR_TEXT]}... ({len(text) - _MAX_ERROR_TEXT} more characters)"
 
 
-class BaseServiceConfig(Settings):
-    """Settings every service has; subclasses add their own fields.
-
-    Attributes:
-        interval: Seconds between cycle starts (start-to-start, so run time
-            does not add drift); at least 0.01, as shorter busy-loops.
-        max_consecutive_failures: Failed cycles in a row after which the loop
-            stops; 0 means never stop.
-        cycle_timeout: Seconds a cycle may run before it is cancelled and
-            counted failed (``errors_TimeoutError``); None for no limit.
-        shutdown_grace: Seconds a cycle in progress may go on after a shutdown
-            request before it is cancelled; under Kubernetes' default 30 s.
-        loop_block_threshold: Seconds the event loop may be blocked before the
-            watchdog logs a WARNING with where it is stuck; 0 turns the
-            watchdog off (no ``event_loop_lag_seconds`` either).
-        stale_after: Seconds without a successful cycle (or in one cycle)
-            after which ``/readyz`` says not ready; by default twice the
-            interval plus the cycle timeout (or one more interval).
-        metrics: The Prometheus endpoint.
-    """
-
-    interval: float = Field(default=300.0, le=ONE_WEEK_SECONDS)
-    max_consecutive_failures: int = Field(default=5, ge=0, le=100)
-    cycle_timeout: float | None = Field(default=None, gt=0, le=ONE_WEEK_SECONDS)
-    shutdown_grace: float = Field(default=25.0, ge=0, le=3600)
-    loop_block_threshold: float = Field(default=1.0, ge=0, le=3600)
-    stale_after: float | None = Field(default=None, gt=0, le=ONE_WEEK_SECONDS)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-
-    @field_validator("interval")
-    @classmethod
-    def _usable_interval(cls, interval: float) -> float:
-        if not interval >= MIN_INTERVAL:
-            raise ValueError(f"interval must be at least {MIN_INTERVAL} s (shorter busy-loops)")
-        return interval
-
-
 ConfigT = TypeVar("ConfigT", bound=BaseServiceConfig)
-
-
-class _CounterChild(Protocol):
-    def inc(self, amount: float = 1) -> None: ...
-
-
-class _GaugeChild(_CounterChild, Protocol):
-    def dec(self, amount: float = 1) -> None: ...
-    def set(self, value: float) -> None: ...
-
-
-class _NoOpChild:
-    """Stands in for a labelled child when metrics are off."""
-
-    def inc(self, amount: float = 1) -> None:
-        """Do nothing."""
-
-    def dec(self, amount: float = 1) -> None:
-        """Do nothing."""
-
-    def set(self, value: float) -> None:
-        """Do nothing."""
-
-    def observe(self, amount: float) -> None:
-        """Do nothing."""
-
-
-_NOOP = _NoOpChild()
-ChildT = TypeVar("ChildT")
-
-
-class _Children(dict[str, ChildT]):
-    """Labelled children by ``name``, created on first use, at most ``limit`` of them.
-
-    A hit is one C-level dict lookup, which keeps helper calls close to the
-    cost of a bare child call. When disabled, every name maps to a shared
-    no-op child and nothing is stored. Past ``limit`` names, a new name gets
-    the ``__overflow__`` child (not stored, so memory stays bounded) and
-    ``on_overflow`` is called for every such update.
-    """
-
-    def __init__(
-        self,
-        make: Callable[[str], ChildT] | None,
-        limit: int = 0,
-        on_overflow: Callable[[str], None] | None = None,
-    ) -> None:
-        super().__init__()
-        self._make = make
-        self._limit = limit
-        self._on_overflow = on_overflow
-
-    def __missing__(self, name: str) -> ChildT:
-        if self._make is None:
-            return cast(ChildT, _NOOP)
-        if self._limit and len(self) >= self._limit and name not in AUTOMATIC_NAMES:
-            if self._on_overflow is not None:
-                self._on_overflow(name)
-            return self._overflow
-        child = self[name] = self._make(name)
-        return child
-
-    @functools.cached_property
-    def _overflow(self) -> ChildT:
-        assert self._make is not None
-        return self._make(OVERFLOW_NAME)
 
 
 @functools.cache
@@ -208,30 +88,6 @@ def _declarations(service_class: type) -> tuple[tuple[str, Declared], ...]:
             else:  # a subclass may replace a declaration with something else
                 found.pop(attribute, None)
     return tuple(found.items())
-
-
-def load_config(
-    config_class: type[BaseServiceConfig], path: str | os.PathLike[str]
-) -> BaseServiceConfig:
-    """Load and validate a YAML configuration file.
-
-    Args:
-        config_class: The model to validate against.
-        path: The YAML file.
-
-    Returns:
-        An instance of ``config_class``.
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        ConfigFileError: If the file cannot be parsed or a value is invalid;
-            the message names the file and the field or line.
-    """
-    data = load_yaml(path)
-    try:
-        return config_class.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigFileError(f"{path}: {describe_validation_error(exc)}") from exc
 
 
 class BaseService(ABC, Generic[ConfigT]):
@@ -275,17 +131,17 @@ class BaseService(ABC, Generic[ConfigT]):
         self._recent: tuple[CycleRecord, ...] = ()
         enabled = self._config.metrics.enabled
         name, limit = self.SERVICE_NAME, self._config.metrics.max_names
-        self._counters: _Children[_CounterChild] = _Children(
+        self._counters: NamedChildren[CounterChild] = NamedChildren(
             (lambda n: SERVICE_COUNTER.labels(name, n)) if enabled else None,
             limit,
             self._overflow_counter("service_counter"),
         )
-        self._gauges: _Children[_GaugeChild] = _Children(
+        self._gauges: NamedChildren[GaugeChild] = NamedChildren(
             (lambda n: SERVICE_GAUGE.labels(name, n)) if enabled else None,
             limit,
             self._overflow_counter("service_gauge"),
         )
-        self._operations: _Children[Observer] = _Children(
+        self._operations: NamedChildren[Observer] = NamedChildren(
             (lambda n: cast(Observer, OPERATION_DURATION_SECONDS.labels(name, n)))
             if enabled
             else None,

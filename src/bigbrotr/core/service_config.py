@@ -1,0 +1,82 @@
+"""The settings every service has, and loading them from a YAML file.
+
+``BaseServiceConfig`` is what a service's ``CONFIG_CLASS`` extends; it is
+re-exported by ``bigbrotr.core.base_service``, where the seed documents it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field, ValidationError, field_validator
+
+from bigbrotr.core.config import Settings, describe_validation_error
+from bigbrotr.core.metrics import MetricsConfig
+from bigbrotr.core.yaml import ConfigFileError, load_yaml
+
+__all__ = ["MIN_INTERVAL", "ONE_WEEK_SECONDS", "BaseServiceConfig", "load_config"]
+
+ONE_WEEK_SECONDS = 604_800.0
+#: A shorter interval would keep the loop busy starting cycles.
+MIN_INTERVAL = 0.01
+
+
+class BaseServiceConfig(Settings):
+    """Settings every service has; subclasses add their own fields.
+
+    Attributes:
+        interval: Seconds between cycle starts (start-to-start, so run time
+            does not add drift); at least 0.01, as shorter busy-loops.
+        max_consecutive_failures: Failed cycles in a row after which the loop
+            stops; 0 means never stop.
+        cycle_timeout: Seconds a cycle may run before it is cancelled and
+            counted failed (``errors_TimeoutError``); None for no limit.
+        shutdown_grace: Seconds a cycle in progress may go on after a shutdown
+            request before it is cancelled; under Kubernetes' default 30 s.
+        loop_block_threshold: Seconds the event loop may be blocked before the
+            watchdog logs a WARNING with where it is stuck; 0 turns the
+            watchdog off (no ``event_loop_lag_seconds`` either).
+        stale_after: Seconds without a successful cycle (or in one cycle)
+            after which ``/readyz`` says not ready; by default twice the
+            interval plus the cycle timeout (or one more interval).
+        metrics: The Prometheus endpoint.
+    """
+
+    interval: float = Field(default=300.0, le=ONE_WEEK_SECONDS)
+    max_consecutive_failures: int = Field(default=5, ge=0, le=100)
+    cycle_timeout: float | None = Field(default=None, gt=0, le=ONE_WEEK_SECONDS)
+    shutdown_grace: float = Field(default=25.0, ge=0, le=3600)
+    loop_block_threshold: float = Field(default=1.0, ge=0, le=3600)
+    stale_after: float | None = Field(default=None, gt=0, le=ONE_WEEK_SECONDS)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+
+    @field_validator("interval")
+    @classmethod
+    def _usable_interval(cls, interval: float) -> float:
+        if not interval >= MIN_INTERVAL:
+            raise ValueError(f"interval must be at least {MIN_INTERVAL} s (shorter busy-loops)")
+        return interval
+
+
+def load_config(
+    config_class: type[BaseServiceConfig], path: str | os.PathLike[str]
+) -> BaseServiceConfig:
+    """Load and validate a YAML configuration file.
+
+    Args:
+        config_class: The model to validate against.
+        path: The YAML file.
+
+    Returns:
+        An instance of ``config_class``.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ConfigFileError: If the file cannot be parsed or a value is invalid;
+            the message names the file and the field or line.
+    """
+    data = load_yaml(path)
+    try:
+        return config_class.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigFileError(f"{path}: {describe_validation_error(exc)}") from exc
