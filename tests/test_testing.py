@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bigbrotr.core import service_metrics as m
@@ -91,3 +92,47 @@ def test_the_plugin_loads_nothing_until_a_test_uses_it() -> None:
     code = "import sys, bigbrotr.testing; print(sorted(m for m in sys.modules if 'bigbrotr.' in m))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "['bigbrotr.testing']", done.stdout + done.stderr
+
+
+USER_TESTS = """
+from bigbrotr.core.async_collectors import registered
+from bigbrotr.core.base_service import BaseService, BaseServiceConfig
+from bigbrotr.core.metrics import register_async_collector
+
+
+class Quiet(BaseService[BaseServiceConfig]):
+    SERVICE_NAME = "quiet"
+
+    async def cleanup(self):
+        return 0
+
+    async def run(self):
+        pass
+
+
+class Depth:
+    async def collect(self):
+        return []
+
+
+async def test_one_registers_a_collector(bigbrotr):
+    bigbrotr(Quiet)
+    register_async_collector(Depth())
+    assert len(registered()) == 1
+
+
+def test_the_next_starts_without_it():
+    assert registered() == []
+"""
+
+
+def test_collectors_registered_in_a_test_are_gone_after_it(tmp_path: Path) -> None:
+    """The fixture unregisters the async collectors a test registered (a real pytest run)."""
+    (tmp_path / "test_user.py").write_text(USER_TESTS)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
+         "asyncio_mode=auto", "test_user.py"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout

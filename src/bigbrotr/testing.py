@@ -10,8 +10,9 @@ the service with metrics on (port 0) and returns a ``ServiceHarness`` that
   over real HTTP, as Prometheus would;
 - reads a sample by name and labels (``value``; the ``service`` label is filled in).
 
-At the end of the test the server stops and the service's series are removed
-from the registry, so the next test starts from zero. The methods are
+At the end of the test the server stops, the service's series are removed from
+the registry and the async collectors it registered are unregistered, so the
+next test starts from zero. The methods are
 coroutines: run them in async tests (pytest-asyncio or anyio).
 
 Examples:
@@ -175,9 +176,13 @@ def bigbrotr() -> Iterator[Callable[..., ServiceHarness[Any]]]:
     """Build services under test: ``bigbrotr(ServiceClass, config_dict, **dependencies)``.
 
     The config gets ``metrics: {enabled: true, port: 0}`` unless it says
-    otherwise. Each service's series are removed from the registry at the end.
+    otherwise. At the end, each service's series are removed from the registry,
+    and async collectors registered during the test are unregistered.
     """
+    from bigbrotr.core.async_collectors import registered, unregister_async_collector
+
     made: list[ServiceHarness[Any]] = []
+    collectors_before = {id(collector) for collector in registered()}
 
     def build(
         service_class: type[S], config: dict[str, Any] | None = None, **dependencies: Any
@@ -192,3 +197,6 @@ def bigbrotr() -> Iterator[Callable[..., ServiceHarness[Any]]]:
     yield build
     for harness in made:
         harness.close()
+    for collector in registered():  # registered during the test: gone with it
+        if id(collector) not in collectors_before:
+            unregister_async_collector(collector)

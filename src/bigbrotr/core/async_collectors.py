@@ -36,6 +36,7 @@ __all__ = [
     "adopt_loop",
     "refresh",
     "register_async_collector",
+    "registered",
     "unregister_async_collector",
 ]
 
@@ -185,6 +186,12 @@ def unregister_async_collector(
         for proxy in [p for p in proxies if p.collector is collector]:
             proxies.remove(proxy)
             registry.unregister(proxy)
+
+
+def registered(registry: CollectorRegistry = REGISTRY) -> list[AsyncCollector]:
+    """The async collectors registered on ``registry``, in order."""
+    with _lock:
+        return [proxy.collector for proxy in _proxies(registry)]
 
 
 def adopt_loop(loop: asyncio.AbstractEventLoop) -> None:
