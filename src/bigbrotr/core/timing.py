@@ -54,8 +54,7 @@ class Timer:
         self._observe(time.perf_counter() - self._started)
 
     async def __aenter__(self) -> Timer:
-        self._started = time.perf_counter()
-        return self
+        return self.__enter__()
 
     async def __aexit__(
         self,
@@ -63,7 +62,7 @@ class Timer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._observe(time.perf_counter() - self._started)
+        self.__exit__(exc_type, exc, tb)
 
     def __call__(self, function: F) -> F:
         """Decorate a sync or async function: every call is timed until it returns.
@@ -72,37 +71,38 @@ class Timer:
             TypeError: For a generator function, whose call only creates the
                 generator: time the loop that consumes it instead.
         """
-        _refuse_generators(function)
         observe = self._observe
-        if inspect.iscoroutinefunction(function):
-
-            @functools.wraps(function)
-            async def timed_coroutine(*args: Any, **kwargs: Any) -> Any:
-                started = time.perf_counter()
-                try:
-                    return await function(*args, **kwargs)
-                finally:
-                    observe(time.perf_counter() - started)
-
-            return cast(F, timed_coroutine)
-
-        @functools.wraps(function)
-        def timed_function(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                observe(time.perf_counter() - started)
-
-        return cast(F, timed_function)
+        return _timed_calls(function, lambda args: observe)
 
 
-def _refuse_generators(function: Callable[..., Any]) -> None:
+def _timed_calls(function: F, observer: Callable[[tuple[Any, ...]], Callable[[float], None]]) -> F:
+    """``function`` with each call timed until it returns, into ``observer(call's args)``."""
     if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
         raise TypeError(
             f"cannot time {function.__qualname__}: calling a generator function only creates "
             "the generator; time the loop that consumes it"
         )
+    if inspect.iscoroutinefunction(function):
+
+        @functools.wraps(function)
+        async def timed_coroutine(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await function(*args, **kwargs)
+            finally:
+                observer(args)(time.perf_counter() - started)
+
+        return cast(F, timed_coroutine)
+
+    @functools.wraps(function)
+    def timed_function(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            observer(args)(time.perf_counter() - started)
+
+    return cast(F, timed_function)
 
 
 def timed(operation: str) -> Callable[[F], F]:
@@ -115,21 +115,7 @@ def timed(operation: str) -> Callable[[F], F]:
     """
 
     def decorate(method: F) -> F:
-        _refuse_generators(method)
-        if inspect.iscoroutinefunction(method):
-
-            @functools.wraps(method)
-            async def timed_coroutine(self: Any, *args: Any, **kwargs: Any) -> Any:
-                async with self.timed(operation):
-                    return await method(self, *args, **kwargs)
-
-            return cast(F, timed_coroutine)
-
-        @functools.wraps(method)
-        def timed_method(self: Any, *args: Any, **kwargs: Any) -> Any:
-            with self.timed(operation):
-                return method(self, *args, **kwargs)
-
-        return cast(F, timed_method)
+        # The first argument is the service: its timer for ``operation`` observes.
+        return _timed_calls(method, lambda args: args[0].timed(operation)._observe)
 
     return decorate
