@@ -34,13 +34,12 @@ from bigbrotr.core.metrics import (
     SERVICE_NAME_OVERFLOW,
 )
 from bigbrotr.core.named_children import (
-    OVERFLOW_NAME,
     CounterChild,
     GaugeChild,
     NamedChildren,
 )
 from bigbrotr.core.service_config import BaseServiceConfig, load_config
-from bigbrotr.core.service_metrics import Declared
+from bigbrotr.core.service_metrics import OVERFLOW, Declared
 from bigbrotr.core.status import HISTORY, CycleRecord, LastError, StatusSnapshot
 from bigbrotr.core.timing import Observer, Timer
 from bigbrotr.core.watchdog import LoopWatchdog
@@ -483,7 +482,7 @@ class BaseService(ABC, Generic[ConfigT]):
             (OPERATION_DURATION_SECONDS, self._operations, "service_operation_duration_seconds"),
         )
         for family, children, family_name in by_name:
-            for child_name in [*children, OVERFLOW_NAME]:
+            for child_name in [*children, OVERFLOW]:
                 with contextlib.suppress(KeyError):
                     family.remove(name, child_name)
             children.clear()

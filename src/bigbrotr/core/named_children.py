@@ -11,10 +11,10 @@ import functools
 from collections.abc import Callable
 from typing import Protocol, TypeVar, cast
 
-__all__ = ["AUTOMATIC_NAMES", "OVERFLOW_NAME", "CounterChild", "GaugeChild", "NamedChildren"]
+from bigbrotr.core.service_metrics import NOOP, OVERFLOW
 
-#: The ``name`` that updates past ``metrics.max_names`` are folded into.
-OVERFLOW_NAME = "__overflow__"
+__all__ = ["AUTOMATIC_NAMES", "CounterChild", "GaugeChild", "NamedChildren"]
+
 #: The runtime's own names: dashboards and alerts need them, so they are never folded
 #: (``errors_<ExceptionType>`` names are, like any name a service makes up).
 AUTOMATIC_NAMES = frozenset(
@@ -49,23 +49,6 @@ class GaugeChild(CounterChild, Protocol):
         """Set to ``value``."""
 
 
-class _NoOpChild:
-    """Stands in for a labelled child when metrics are off."""
-
-    def inc(self, amount: float = 1) -> None:
-        """Do nothing."""
-
-    def dec(self, amount: float = 1) -> None:
-        """Do nothing."""
-
-    def set(self, value: float) -> None:
-        """Do nothing."""
-
-    def observe(self, amount: float) -> None:
-        """Do nothing."""
-
-
-_NOOP = _NoOpChild()
 ChildT = TypeVar("ChildT")
 
 
@@ -92,7 +75,7 @@ class NamedChildren(dict[str, ChildT]):
 
     def __missing__(self, name: str) -> ChildT:
         if self._make is None:
-            return cast(ChildT, _NOOP)
+            return cast(ChildT, NOOP)
         if self._limit and len(self) >= self._limit and name not in AUTOMATIC_NAMES:
             if self._on_overflow is not None:
                 self._on_overflow(name)
@@ -103,4 +86,4 @@ class NamedChildren(dict[str, ChildT]):
     @functools.cached_property
     def _overflow(self) -> ChildT:
         assert self._make is not None
-        return self._make(OVERFLOW_NAME)
+        return self._make(OVERFLOW)

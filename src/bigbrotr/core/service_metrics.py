@@ -39,9 +39,19 @@ from prometheus_client.registry import CollectorRegistry
 
 from bigbrotr.core.per_registry import PerRegistry
 
-__all__ = ["Counter", "Declared", "Enum", "Gauge", "Histogram", "Info", "Summary"]
+__all__ = [
+    "NOOP",
+    "OVERFLOW",
+    "Counter",
+    "Declared",
+    "Enum",
+    "Gauge",
+    "Histogram",
+    "Info",
+    "Summary",
+]
 
-#: The label value of the child that takes label sets past the limit.
+#: The label value that names (or label sets) past ``metrics.max_names`` fold into.
 OVERFLOW = "__overflow__"
 _METRIC_METHODS = frozenset(
     ("inc", "dec", "set", "observe", "labels", "time", "info", "state", "remove")
@@ -142,7 +152,7 @@ class Declared:
         ``limit`` and ``on_overflow`` bound the label sets of a ``Labelled``.
         """
         if not enabled:
-            return _NOOP
+            return NOOP
         family = _families(registry, self)
         if self.label_names:
             return Labelled(family, service, self.label_names, limit, on_overflow)
@@ -313,7 +323,8 @@ class _NoOp:
         return None
 
 
-_NOOP = _NoOp()
+#: What every metric is when metrics are off (the helpers' children included).
+NOOP = _NoOp()
 _lock = threading.Lock()
 #: Per registry: name -> (the declaration's spec, its family).
 _declared = PerRegistry(lambda registry: dict[str, tuple[tuple[object, ...], MetricWrapperBase]]())
