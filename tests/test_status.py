@@ -5,7 +5,9 @@ import io
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -23,8 +25,10 @@ from bigbrotr.core.status import (
     page,
     state,
 )
-from tests.conftest import scripted
+from bigbrotr.testing import ServiceHarness
 from tests.test_health import HEALTHY
+
+Make = Callable[..., ServiceHarness[Any]]
 
 HOSTILE = '</pre><script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -123,15 +127,25 @@ def test_content_security_policy_allows_exactly_the_inline_blocks() -> None:
     assert "default-src 'none'" in CONTENT_SECURITY_POLICY
 
 
-async def test_status_page_and_json_over_http(http: aiohttp.ClientSession) -> None:
+class Quiet(BaseService[BaseServiceConfig]):
+    """Succeeds at once."""
+
+    SERVICE_NAME = "quiet_status"
+
+    async def cleanup(self) -> int:
+        return 0
+
+    async def run(self) -> None:
+        pass
+
+
+async def test_status_page_and_json_over_http(http: aiohttp.ClientSession, bigbrotr: Make) -> None:
     """``/`` is HTML with its CSP, ``/status.json`` JSON; HEAD has no body; POST is 405."""
-    service = scripted()(BaseServiceConfig(metrics=MetricsConfig(enabled=True, port=0)), [0])
-    await service.run_cycle()
-    server = MetricsServer(service.config.metrics, health=service.health, status=service.status)
-    await server.start()
-    assert server.url is not None
-    base = server.url.removesuffix("/metrics")
-    try:
+    harness = bigbrotr(Quiet)
+    service = harness.service
+    await harness.run_cycles(1)
+    async with harness.serve() as url:
+        base = url.removesuffix("/metrics")
         async with http.get(base + "/") as response:
             assert response.status == 200
             assert response.headers["Content-Type"].startswith("text/html")
@@ -146,25 +160,18 @@ async def test_status_page_and_json_over_http(http: aiohttp.ClientSession) -> No
             assert int(response.headers["Content-Length"]) > 1000  # the page's, unsent
         async with http.post(base + "/") as response:
             assert (response.status, response.headers["Allow"]) == (405, "GET, HEAD")
-    finally:
-        await server.stop()
 
 
 async def test_scrape_endpoint_at_root_wins_over_the_status_page(
-    http: aiohttp.ClientSession,
+    http: aiohttp.ClientSession, bigbrotr: Make
 ) -> None:
     """With ``path: /``, ``/`` is the metrics; the page's JSON stays at /status.json."""
-    service = scripted()(BaseServiceConfig(metrics=MetricsConfig(enabled=True, port=0, path="/")))
-    server = MetricsServer(service.config.metrics, health=service.health, status=service.status)
-    await server.start()
-    assert server.url is not None
-    try:
-        async with http.get(server.url) as response:
+    harness = bigbrotr(Quiet, {"metrics": {"path": "/"}})
+    async with harness.serve() as url:
+        async with http.get(url) as response:
             assert "# HELP" in await response.text()
-        async with http.get(server.url + "status.json") as response:
+        async with http.get(url + "status.json") as response:
             assert response.status == 200
-    finally:
-        await server.stop()
 
 
 async def test_without_a_status_source_root_is_not_found(http: aiohttp.ClientSession) -> None:
@@ -193,27 +200,20 @@ class Failing(BaseService[BaseServiceConfig]):
 
 
 async def test_a_message_that_is_not_utf8_still_shows(
-    http: aiohttp.ClientSession, tmp_path: Path
+    http: aiohttp.ClientSession, tmp_path: Path, bigbrotr: Make
 ) -> None:
     """A lone surrogate in an error becomes an escape; the page's CSP beats a configured one."""
     web = tmp_path / "web.yml"
     web.write_text("http_server_config:\n  headers:\n    Content-Security-Policy: sandbox\n")
-    config = MetricsConfig(enabled=True, port=0, web_config_file=str(web))
-    service = Failing(BaseServiceConfig(metrics=config))
-    assert await service.run_cycle() is False
-    server = MetricsServer(config, health=service.health, status=service.status)
-    await server.start()
-    assert server.url is not None
-    base = server.url.removesuffix("/metrics")
-    try:
-        async with http.get(base + "/") as response:
+    harness = bigbrotr(Failing, {"metrics": {"web_config_file": str(web)}})
+    assert await harness.run_cycles(1) == [False]
+    async with harness.serve() as url:
+        async with http.get(url.removesuffix("/metrics") + "/") as response:
             assert response.status == 200
             assert "/data/caf\\udce9.csv" in await response.text()
             assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
-        async with http.get(server.url) as response:
+        async with http.get(url) as response:
             assert response.headers["Content-Security-Policy"] == "sandbox"
-    finally:
-        await server.stop()
 
 
 async def test_a_failing_status_source_is_a_500_with_our_headers(
