@@ -25,7 +25,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
+from bigbrotr.core.clock import using_clock
 from bigbrotr.core.logger import LogFormat, configure_logging
+from bigbrotr.testing import FakeClock
 
 _names = itertools.count()
 
@@ -33,19 +35,6 @@ _names = itertools.count()
 def unique_name(prefix: str = "svc") -> str:
     """Return a service name no other test uses (the metric singletons are shared)."""
     return f"{prefix}_{next(_names)}"
-
-
-class FakeClock:
-    """Monotonic time that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class ScriptedService(BaseService[BaseServiceConfig]):
@@ -63,21 +52,17 @@ class ScriptedService(BaseService[BaseServiceConfig]):
         config: BaseServiceConfig | None = None,
         script: list[float | BaseException] | None = None,
     ) -> None:
-        super().__init__(config)
         self.fake_clock = FakeClock()
+        with using_clock(self.fake_clock):
+            super().__init__(config)
         self.script = list(script or [])
         self.calls: list[str] = []
         self.cycle_starts: list[float] = []
         self.waits: list[float] = []
 
-    def clock(self) -> float:  # type: ignore[override]
-        return self.fake_clock()
-
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109
         self.waits.append(timeout)
-        if self.is_running:
-            self.fake_clock.advance(timeout)
-        return not self.is_running
+        return await super().wait(timeout)
 
     async def cleanup(self) -> int:
         self.calls.append("cleanup")

@@ -218,13 +218,13 @@ async def test_status_keeps_counts_the_last_error_and_recent_cycles() -> None:
     """status() holds what the page shows, with metrics off too; history is bounded."""
     script: list[float | BaseException] = [0.5, ValueError("bad <input>"), 2.0] * 30
     service = scripted()(BaseServiceConfig(max_consecutive_failures=0), script=script)
-    before = time.time()
+    before = service.fake_clock.time()  # the service's wall clock
     await service.run_forever()
     status = service.status()
     assert (status.cycles_succeeded, status.cycles_failed) == (60, 30)
     assert status.last_error is not None
     assert (status.last_error.type, status.last_error.message) == ("ValueError", "bad <input>")
-    assert before <= status.last_error.at <= time.time()
+    assert before <= status.last_error.at <= service.fake_clock.time()
     assert len(status.recent) == HISTORY
     assert [(c.duration, c.ok, c.error) for c in status.recent[-3:]] == [
         (0.5, True, ""),
@@ -268,12 +268,12 @@ async def test_successful_cycle_metrics() -> None:
     """A success counts, stamps last_cycle_timestamp and observes its duration."""
     cls = scripted()
     service = cls(metrics_on(), script=[4.5])
-    before = time.time()
+    before = service.fake_clock.time()  # the service's wall clock
     await service.run_forever()
     assert counter(cls, "cycles_success") == 1
     stamp = gauge(cls, "last_cycle_timestamp")
     assert stamp is not None
-    assert before <= stamp <= time.time()
+    assert before <= stamp <= service.fake_clock.time()
     labels = {"service": cls.SERVICE_NAME}
     assert REGISTRY.get_sample_value("cycle_duration_seconds_count", labels) == 1
     assert REGISTRY.get_sample_value("cycle_duration_seconds_sum", labels) == 4.5

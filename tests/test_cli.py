@@ -290,3 +290,25 @@ def test_check_and_the_start_log_mask_secrets(
     started = [json.loads(line) for line in run.stderr.splitlines() if '"starting"' in line]
     assert started[0]["config"]["api_token"] == "********"
     assert "tok-from-env" not in run.stderr and "pw123" not in run.stderr
+
+
+_LOADED = """
+import sys
+from bigbrotr.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+heavy = sorted(m for m in ("aiohttp", "pydantic", "bigbrotr.core.metrics") if m in sys.modules)
+print(",".join(heavy), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["export", "rules"], ["export", "dashboard"]])
+def test_light_commands_load_no_web_stack_and_register_no_metric(argv: list[str]) -> None:
+    """--version and export import neither aiohttp nor pydantic, nor the runtime's metrics."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED, *argv], capture_output=True, text=True, check=True
+    )
+    assert done.stderr.strip().splitlines()[-1:] in ([], [""])
+    assert done.stdout  # the command did print its output

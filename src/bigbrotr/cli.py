@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from bigbrotr import __version__
-from bigbrotr.process import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ShutdownSignals
+from bigbrotr.ports import valid_port
+from bigbrotr.process import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ShutdownSignals, UsageError
 
 __all__ = ["main"]
 
@@ -139,7 +140,6 @@ def _add_export(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 def _export(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     from bigbrotr import ops
-    from bigbrotr.runner import UsageError
 
     signals.restore()
     try:
@@ -168,7 +168,7 @@ def _port(text: str) -> int:
         port = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if port != 0 and not 1024 <= port <= 65535:
+    if not valid_port(port):
         raise argparse.ArgumentTypeError(f"{port} is not 0 or 1024-65535")
     return port
 
@@ -194,7 +194,7 @@ def _run(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     import asyncio
 
     from bigbrotr.core.logger import configure_logging
-    from bigbrotr.runner import UsageError, resolve_target, serve, with_port
+    from bigbrotr.runner import resolve_target, serve, with_port
 
     target = resolve_target(args.target)
     config = target.load_config(args.config)
@@ -274,8 +274,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit:  # --help, --version, or a usage error
         signals.restore()
         raise
-    from bigbrotr.runner import UsageError
-
     try:
         code: int = args.handler(args, signals)
     except UsageError as exc:

@@ -1,4 +1,4 @@
-"""Process-level policy: exit codes, and what SIGINT/SIGTERM do.
+"""Process-level policy: exit codes, user mistakes, and what SIGINT/SIGTERM do.
 
 This module imports only the standard library, so the CLI can install the
 signal handlers before it loads anything heavy: a signal that arrives while
@@ -20,12 +20,27 @@ if TYPE_CHECKING:
 
     from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "ShutdownSignals"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "ShutdownSignals",
+    "UsageError",
+]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A mistake the user can fix; its message is one line saying what and where.
+
+    The command line prints it after ``bigbrotr: error:`` and exits with
+    ``EXIT_USAGE``, never with a traceback.
+    """
 
 
 class ShutdownSignals:

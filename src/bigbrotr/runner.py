@@ -33,11 +33,11 @@ from bigbrotr.core.async_collectors import refresh as refresh_async_collectors
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig, load_config
 from bigbrotr.core.config import describe_validation_error, masked
 from bigbrotr.core.logger import get_logger
-from bigbrotr.core.metrics import PushgatewayConfig
+from bigbrotr.core.metrics_config import PushgatewayConfig
 from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.web_config import load_web_config
 from bigbrotr.core.yaml import ConfigFileError
-from bigbrotr.process import EXIT_FAILED, EXIT_OK, ShutdownSignals
+from bigbrotr.process import EXIT_FAILED, EXIT_OK, ShutdownSignals, UsageError
 
 __all__ = [
     "BUNDLED_SERVICES",
@@ -55,10 +55,6 @@ BUNDLED_SERVICES: dict[str, tuple[str, str]] = {
 }
 
 _log = get_logger(__name__)
-
-
-class UsageError(Exception):
-    """A mistake the user can fix; its message is one line saying what and where."""
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ Installed with bigbrotr (entry point ``pytest11``, named ``bigbrotr``), it gives
 a test the ``bigbrotr`` fixture: ``bigbrotr(MyService, {...config...})`` builds
 the service with metrics on (port 0) and returns a ``ServiceHarness`` that
 
-- runs N cycles on a fake clock (``run_cycles``): ``self.clock()`` and
-  ``self.wait()`` in the service follow it, so a test never sleeps;
+- runs N cycles on a fake clock (``run_cycles``), which the service is built
+  with: ``self.clock()``, ``self.wait()``, health, readiness, the status page
+  and the timestamps in gauges all follow it, so a test never sleeps;
 - serves the metrics on a free port and scrapes them (``serve``, ``scrape``),
   over real HTTP, as Prometheus would;
 - reads a sample by name and labels (``value``; the ``service`` label is filled in).
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -47,18 +49,40 @@ S = TypeVar("S", bound="BaseService[Any]")
 
 
 class FakeClock:
-    """Monotonic seconds that move only when told to (or when the service waits)."""
+    """Time that moves only when told to, or when the service waits.
 
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
+    ``now`` is the monotonic time; wall time moves with it, from
+    ``wall_start`` (by default the real time when the clock is made). A wait
+    advances the clock by its whole timeout at once (shutdown still ends it
+    first), so a test never sleeps.
+    """
+
+    def __init__(self, start: float = 1000.0, wall_start: float | None = None) -> None:
+        self.now = self._start = start
+        self._wall_start = time.time() if wall_start is None else wall_start
 
     def __call__(self) -> float:
-        """The current fake time."""
+        """The current fake monotonic time."""
         return self.now
 
     def advance(self, seconds: float) -> None:
         """Move time forward."""
         self.now += seconds
+
+    def monotonic(self) -> float:
+        """The current fake monotonic time."""
+        return self.now
+
+    def time(self) -> float:
+        """Fake Unix time, moving with ``now``."""
+        return self._wall_start + (self.now - self._start)
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> bool:  # noqa: ASYNC109
+        """Time passes at once; a set ``event`` (shutdown) still ends the wait first."""
+        if not event.is_set():
+            self.advance(timeout)
+            await asyncio.sleep(0)  # let others run, as a real wait would
+        return event.is_set()
 
 
 def sample_value(text: str, sample_name: str, /, **labels: str) -> float | None:
@@ -98,16 +122,6 @@ class ServiceHarness(Generic[S]):
         self.service = service
         self.clock = clock
         self._server: MetricsServer | None = None
-        service.clock = clock  # type: ignore[method-assign]
-        service.wait = self._wait  # type: ignore[method-assign]
-
-    async def _wait(self, timeout: float) -> bool:  # noqa: ASYNC109 (BaseService.wait's API)
-        """The service's ``wait``: time passes at once; shutdown still wakes it."""
-        if not self.service.is_running:
-            return True
-        self.clock.advance(timeout)
-        await asyncio.sleep(0)  # let others run, as a real wait would
-        return not self.service.is_running
 
     async def run_cycles(self, count: int) -> list[bool]:
         """Run ``count`` cycles, the clock moving one interval from start to start.
@@ -190,7 +204,11 @@ def bigbrotr() -> Iterator[Callable[..., ServiceHarness[Any]]]:
         data = dict(config or {})
         data["metrics"] = {"enabled": True, "port": 0, **data.get("metrics", {})}
         settings = service_class.CONFIG_CLASS.model_validate(data)
-        harness = ServiceHarness(service_class(settings, **dependencies), FakeClock())
+        from bigbrotr.core.clock import using_clock
+
+        clock = FakeClock()
+        with using_clock(clock):
+            harness = ServiceHarness(service_class(settings, **dependencies), clock)
         made.append(harness)
         return harness
 

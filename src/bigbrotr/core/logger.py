@@ -2,19 +2,32 @@
 
 One call, ``configure_logging``, sets up both structlog and the standard
 ``logging`` root, so lines from aiohttp and asyncio come out in the same format
-and carry the same ``service`` field as ours.
+and carry the same ``service`` field as ours. ``Throttle`` is the one rule for
+events that repeat (a failing cycle, a broken collector, a scanner's bad
+requests): which of them get a line, and how many each line stands for.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
-__all__ = ["LOG_FORMATS", "LOG_LEVELS", "LogFormat", "configure_logging", "get_logger"]
+__all__ = [
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "LogFormat",
+    "Seen",
+    "Throttle",
+    "configure_logging",
+    "get_logger",
+]
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
@@ -84,3 +97,56 @@ def get_logger(name: str, **context: Any) -> FilteringBoundLogger:
     """
     logger: FilteringBoundLogger = structlog.get_logger(name, **context)
     return logger
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What ``Throttle.note`` decided about one event.
+
+    Attributes:
+        log: Whether this event gets a line.
+        first: Whether it is the first of its kind (the one worth a traceback).
+        count: How many of its kind have been seen, this one included.
+        since: How many of its kind this line stands for (since the last line).
+    """
+
+    log: bool
+    first: bool
+    count: int
+    since: int
+
+
+class Throttle:
+    """Which repeats of an event get a log line: the first of each kind, then one per ``every``.
+
+    With ``every=None`` only the first of each kind is logged. At most
+    ``max_kinds`` kinds are remembered; past that, a new kind is logged as a
+    first every time, so memory stays bounded and nothing is hidden.
+    """
+
+    def __init__(
+        self,
+        every: float | None = None,
+        max_kinds: int = 1000,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._every = every
+        self._max_kinds = max_kinds
+        self._now = now
+        #: kind -> [seen, seen since the last line, when the last line was]
+        self._kinds: dict[Hashable, list[float]] = {}
+
+    def note(self, kind: Hashable = None) -> Seen:
+        """Count one event of ``kind`` and say whether to log it."""
+        now = self._now()
+        entry = self._kinds.get(kind)
+        if entry is None:
+            if len(self._kinds) < self._max_kinds:
+                self._kinds[kind] = [1, 0, now]
+            return Seen(log=True, first=True, count=1, since=1)
+        entry[0] += 1
+        entry[1] += 1
+        if self._every is None or now - entry[2] < self._every:
+            return Seen(log=False, first=False, count=int(entry[0]), since=int(entry[1]))
+        since, entry[1], entry[2] = int(entry[1]), 0, now
+        return Seen(log=True, first=False, count=int(entry[0]), since=since)

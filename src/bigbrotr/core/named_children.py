@@ -1,19 +1,31 @@
-"""Labelled children by ``name``, for the seed's helpers (``set_gauge``, ``inc_counter``).
+"""The one cardinality guard: labelled children made on first use, at most ``limit`` of them.
 
-A hit is one C-level dict lookup; past ``metrics.max_names`` names, updates are
-folded into one ``__overflow__`` child (the runtime's own names excepted), so a
-name built from data cannot grow memory without bound.
+Every place a label value comes from a service (the seed's helpers' ``name``,
+timed operations, declared metrics' own labels) goes through ``Bounded``: a
+hit is one C-level dict lookup, and past ``metrics.max_names`` values, updates
+are folded into one ``__overflow__`` child (the runtime's own names excepted),
+so a value built from data cannot grow memory without bound. With metrics off
+every child is ``NOOP``.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Protocol, TypeVar, cast
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol, TypeVar, cast
 
-from bigbrotr.core.service_metrics import NOOP, OVERFLOW
+__all__ = [
+    "AUTOMATIC_NAMES",
+    "NOOP",
+    "OVERFLOW",
+    "Bounded",
+    "CounterChild",
+    "GaugeChild",
+    "Labelled",
+]
 
-__all__ = ["AUTOMATIC_NAMES", "CounterChild", "GaugeChild", "NamedChildren"]
+#: The label value that names (or label sets) past ``metrics.max_names`` fold into.
+OVERFLOW = "__overflow__"
 
 #: The runtime's own names: dashboards and alerts need them, so they are never folded
 #: (``errors_<ExceptionType>`` names are, like any name a service makes up).
@@ -49,41 +61,138 @@ class GaugeChild(CounterChild, Protocol):
         """Set to ``value``."""
 
 
+class _NoOp:
+    """What a metric is when metrics are off: accepts every call, records nothing."""
+
+    def _nothing(self, *args: Any, **kwargs: Any) -> _NoOp:
+        return self
+
+    # prometheus_client's methods, and no others: a typo fails with metrics off too.
+    inc = dec = set = observe = info = state = labels = remove = clear = _nothing
+    time = track_inprogress = count_exceptions = set_to_current_time = set_function = _nothing
+
+    def __call__(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        return function  # as a decorator (``@metric.time()``)
+
+    def __getitem__(self, key: object) -> _NoOp:
+        return self
+
+    def __enter__(self) -> _NoOp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+#: What every metric is when metrics are off (the helpers' children included).
+NOOP = _NoOp()
+
+K = TypeVar("K", bound=Hashable)
 ChildT = TypeVar("ChildT")
 
 
-class NamedChildren(dict[str, ChildT]):
-    """Labelled children by ``name``, created on first use, at most ``limit`` of them.
+class Bounded(dict[K, ChildT]):
+    """Children by key, made on first use, at most ``limit`` of them (0: no limit).
 
-    A hit is one C-level dict lookup, which keeps helper calls close to the
-    cost of a bare child call. When disabled, every name maps to a shared
-    no-op child and nothing is stored. Past ``limit`` names, a new name gets
-    the ``__overflow__`` child (not stored, so memory stays bounded) and
-    ``on_overflow`` is called for every such update.
+    Past ``limit`` keys, a new key gets the ``overflow`` child (not stored, so
+    memory stays bounded) and ``on_overflow`` is called for every such update;
+    keys in ``exempt`` are always stored. Without ``make`` (metrics off), every
+    key maps to ``NOOP`` and nothing is stored.
     """
 
     def __init__(
         self,
-        make: Callable[[str], ChildT] | None,
+        make: Callable[[K], ChildT] | None,
+        overflow: K,
         limit: int = 0,
         on_overflow: Callable[[str], None] | None = None,
+        exempt: frozenset[K] = frozenset(),
     ) -> None:
         super().__init__()
         self._make = make
+        self._overflow_key = overflow
         self._limit = limit
         self._on_overflow = on_overflow
+        self._exempt = exempt
 
-    def __missing__(self, name: str) -> ChildT:
+    def __missing__(self, key: K) -> ChildT:
         if self._make is None:
             return cast(ChildT, NOOP)
-        if self._limit and len(self) >= self._limit and name not in AUTOMATIC_NAMES:
+        if self._limit and len(self) >= self._limit and key not in self._exempt:
             if self._on_overflow is not None:
-                self._on_overflow(name)
+                self._on_overflow(",".join(key) if isinstance(key, tuple) else str(key))
             return self._overflow
-        child = self[name] = self._make(name)
+        child = self[key] = self._make(key)
         return child
 
     @functools.cached_property
     def _overflow(self) -> ChildT:
         assert self._make is not None
-        return self._make(OVERFLOW)
+        return self._make(self._overflow_key)
+
+    def reset(self) -> None:
+        """Forget every child, the overflow one included (their series were removed)."""
+        self.clear()
+        self.__dict__.pop("_overflow", None)
+
+    def keys_made(self) -> list[K]:
+        """Every key a child was made for, the overflow one included if it was."""
+        return [*self, *([self._overflow_key] if "_overflow" in self.__dict__ else [])]
+
+
+class Labelled(Bounded[Any, Any]):
+    """A declared metric with labels of its own: ``metric[value]`` or ``labels(...)``.
+
+    ``self.pages["200"]`` (``self.pages["a", "b"]`` for two labels) is the hot
+    path: a dict lookup in C. ``labels(...)`` takes the values by position or by
+    name, as prometheus_client's does. ``service`` is filled in. Children are
+    keyed by the strings prometheus_client makes of the values, so ``1``, ``True``
+    and ``"1"`` (equal as dict keys) each get their own. Past ``limit`` label
+    sets (``metrics.max_names``), new ones go to a child whose labels are all
+    ``__overflow__``, and ``on_overflow`` is called.
+    """
+
+    def __init__(
+        self,
+        family: Any,
+        service: str,
+        names: tuple[str, ...],
+        limit: int = 0,
+        on_overflow: Callable[[str], None] | None = None,
+    ) -> None:
+        overflow: object = (OVERFLOW,) * len(names) if len(names) > 1 else OVERFLOW
+        super().__init__(self._child, overflow, limit, on_overflow)
+        self._family = family
+        self._service = service
+        self._names = names
+
+    def _child(self, stored: object) -> Any:
+        values = stored if isinstance(stored, tuple) else (stored,)
+        return self._family.labels(self._service, *values)
+
+    def __missing__(self, key: object) -> Any:
+        values = key if isinstance(key, tuple) else (key,)
+        if len(values) != len(self._names):
+            raise ValueError(f"expected the labels {list(self._names)}, got {list(values)}")
+        strings = tuple(map(str, values))
+        stored: object = strings if len(strings) > 1 else strings[0]
+        child = self.get(stored)
+        return super().__missing__(stored) if child is None else child
+
+    def labels(self, *values: object, **by_name: object) -> Any:
+        """The child for these label values (positional, or all by name)."""
+        if by_name:
+            if values or set(by_name) != set(self._names):
+                raise ValueError(f"give the labels {list(self._names)} by position or by name")
+            values = tuple(by_name[name] for name in self._names)
+        return self[values if len(values) != 1 else values[0]]
+
+    def label_sets(self) -> list[tuple[str, ...]]:
+        """The full label values (``service`` first) of every child made, overflow included."""
+        return [(self._service, *(k if isinstance(k, tuple) else (k,))) for k in self.keys_made()]
+
+    def remove(self, *values: object) -> None:
+        """Drop the series with these label values."""
+        strings = tuple(map(str, values))
+        self.pop(strings if len(strings) > 1 else strings[0], None)
+        self._family.remove(self._service, *strings)

@@ -36,7 +36,7 @@ from prometheus_client.registry import CollectorRegistry
 from bigbrotr.core.exposition import Endpoint, Request
 from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
 from bigbrotr.core.logger import get_logger
-from bigbrotr.core.metrics import MetricsConfig
+from bigbrotr.core.metrics_config import MetricsConfig
 from bigbrotr.core.per_registry import PerRegistry
 from bigbrotr.core.status import CONTENT_SECURITY_POLICY, StatusSnapshot, as_json, page
 from bigbrotr.core.web_config import WebConfig, load_web_config

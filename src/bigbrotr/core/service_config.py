@@ -11,7 +11,7 @@ import os
 from pydantic import Field, ValidationError, field_validator
 
 from bigbrotr.core.config import Settings, describe_validation_error
-from bigbrotr.core.metrics import MetricsConfig
+from bigbrotr.core.metrics_config import MetricsConfig
 from bigbrotr.core.yaml import ConfigFileError, load_yaml
 
 __all__ = ["MIN_INTERVAL", "ONE_WEEK_SECONDS", "BaseServiceConfig", "load_config"]
