@@ -2,7 +2,7 @@ import io
 import json
 import logging
 
-from bigbrotr.core.logger import get_logger
+from bigbrotr.core.logger import Seen, Throttle, get_logger
 from tests.conftest import captured_logs
 
 
@@ -46,3 +46,22 @@ def test_logger_made_before_configuration_follows_it() -> None:
     line = json.loads(stream.getvalue())
     assert line["component"] == "x"
     assert line["service"] == "later"
+
+
+def test_throttle_logs_the_first_of_each_kind_then_once_per_interval() -> None:
+    """Throttle: first of a kind logs; repeats wait for `every` and report how many."""
+    now = [0.0]
+    throttle = Throttle(every=60.0, max_kinds=2, now=lambda: now[0])
+    assert throttle.note("a") == Seen(log=True, first=True, count=1, since=1)
+    assert throttle.note("a").log is False
+    now[0] = 61.0
+    assert throttle.note("a") == Seen(log=True, first=False, count=3, since=2)
+    assert throttle.note("b").first
+    assert [throttle.note("c").first for _ in range(2)] == [True, True]  # past max_kinds
+
+
+def test_throttle_without_interval_logs_each_kind_once() -> None:
+    """Throttle(every=None): one line per kind, counts still kept."""
+    throttle = Throttle()
+    assert [throttle.note("x").log for _ in range(3)] == [True, False, False]
+    assert throttle.note("x").count == 4

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncIterable, Awaitable, Iterable
 from concurrent.futures import Future
 from typing import Protocol
@@ -26,7 +25,7 @@ from prometheus_client import REGISTRY, Counter
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
 
-from bigbrotr.core.logger import get_logger
+from bigbrotr.core.logger import Throttle, get_logger
 from bigbrotr.core.per_registry import PerRegistry
 
 _log = get_logger(__name__)
@@ -85,7 +84,7 @@ class _Proxy:
         self._families: list[Metric] = []
         self._pending: Future[list[Metric]] | None = None
         self._lock = threading.Lock()
-        self._logged_at = -_LOG_EVERY
+        self._log_throttle = Throttle(every=_LOG_EVERY)
 
     def describe(self) -> list[Metric]:
         """Nothing: the registry must not call ``collect`` to learn the names."""
@@ -122,9 +121,7 @@ class _Proxy:
     def _left_out(self, reason: str, detail: str) -> None:
         self._families = []
         self._failures.labels(self.name, reason).inc()
-        now = time.monotonic()
-        if now - self._logged_at >= _LOG_EVERY:
-            self._logged_at = now
+        if self._log_throttle.note().log:
             _log.warning("async collector left out of the scrape", collector=self.name,
                          reason=reason, detail=" ".join(detail.split())[:300])  # fmt: skip
 

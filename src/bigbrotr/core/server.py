@@ -23,7 +23,6 @@ import contextlib
 import logging
 import ssl
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
@@ -35,7 +34,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from bigbrotr.core.exposition import Endpoint, Request
 from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
-from bigbrotr.core.logger import get_logger
+from bigbrotr.core.logger import Throttle, get_logger
 from bigbrotr.core.metrics_config import MetricsConfig
 from bigbrotr.core.per_registry import PerRegistry
 from bigbrotr.core.status import CONTENT_SECURITY_POLICY, StatusSnapshot, as_json, page
@@ -89,23 +88,20 @@ class _OncePerMinute(logging.Filter):
     def __init__(self, counter: Any) -> None:
         super().__init__()
         self._counter = counter
-        self._since_logged = 0
-        self._logged_at = -_CLIENT_ERROR_LOG_EVERY
+        self._throttle = Throttle(every=_CLIENT_ERROR_LOG_EVERY)
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Count the record; let one summary line through per minute, without a traceback."""
         self._counter.inc()
-        self._since_logged += 1
         error = record.exc_info[1] if record.exc_info else None
         detail = f"{type(error).__name__}: {error}" if error else record.getMessage()
         record.exc_info = record.exc_text = None
-        now = time.monotonic()
-        if now - self._logged_at < _CLIENT_ERROR_LOG_EVERY:
+        seen = self._throttle.note()
+        if not seen.log:
             return False
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.msg = "metrics server: %d malformed request(s) or failed accept(s); last: %s"
-        record.args = (self._since_logged, " ".join(detail.split())[:200])
-        self._since_logged, self._logged_at = 0, now
+        record.args = (seen.since, " ".join(detail.split())[:200])
         return True
 
 

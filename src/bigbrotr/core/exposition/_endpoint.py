@@ -32,7 +32,7 @@ from bigbrotr.core.exposition._http import (
     too_many_in_flight,
     too_many_renders,
 )
-from bigbrotr.core.logger import get_logger
+from bigbrotr.core.logger import Throttle, get_logger
 from bigbrotr.core.per_registry import PerRegistry
 
 __all__ = ["Endpoint"]
@@ -95,7 +95,7 @@ class Endpoint:
         self._executor: DaemonThreadExecutor | None = None
         self._coalescer: Coalescer[RenderKey, bool, Rendered] | None = None
         self._in_flight = 0
-        self._errors_seen: set[str] = set()
+        self._errors = Throttle(max_kinds=_MAX_REMEMBERED_ERRORS)
 
     async def respond(self, request: Request) -> Response:
         """The response to one request; renders never run on the calling loop."""
@@ -152,6 +152,5 @@ class Endpoint:
 
     def _log_once(self, error: Exception) -> None:
         reason = failure_reason(error)
-        if reason not in self._errors_seen and len(self._errors_seen) < _MAX_REMEMBERED_ERRORS:
-            self._errors_seen.add(reason)
+        if self._errors.note(reason).log:
             _log.error("scrape failed", reason=reason, exc_info=error)
