@@ -113,6 +113,34 @@ def test_check_bundled_demo_uses_its_shipped_yaml(capsys: pytest.CaptureFixture[
     assert yaml.safe_load(out)["metrics"]["port"] == 8000
 
 
+def test_check_reads_web_config_file_beside_the_yaml_from_any_directory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`web_config_file: web.yml` is the file next to the YAML, wherever `check` is run from."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "web.yml").write_text("http_server_config:\n  headers: {X-A: b}\n")
+    config = tmp_path / "conf" / "svc.yaml"
+    config.write_text("metrics:\n  enabled: true\n  web_config_file: web.yml\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, "check", "demo", "--config", "conf/svc.yaml")
+    assert (code, err) == (0, "")
+    assert yaml.safe_load(out)["metrics"]["web_config_file"] == str(tmp_path / "conf" / "web.yml")
+
+
+def test_check_names_the_line_and_the_closest_key_of_a_typo(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A misspelt key is one line with its line number and the key that was probably meant."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("interval: 2\nmetrics:\n  enabled: true\n  prot: 9100\n")
+    code, _, err = run_cli(capsys, "check", "demo", "--config", str(path))
+    assert code == 2
+    assert err == (
+        f"bigbrotr: error: {path}: unknown field 'metrics.prot' at line 4"
+        " (did you mean 'metrics.port'?)\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "expected"),
     [

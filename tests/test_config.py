@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from pydantic import Field, SecretStr, ValidationError
 
 from bigbrotr.core.base_service import BaseServiceConfig, load_config
-from bigbrotr.core.config import MASK, describe_validation_error, masked
+from bigbrotr.core.config import MASK, Settings, describe_validation_error, masked
 from bigbrotr.core.yaml import ConfigFileError, FromEnvironment, IntFromEnvironment
 
 
@@ -26,6 +26,83 @@ def error_line(**fields: object) -> str:
     with pytest.raises(ValidationError) as info:
         AppConfig.model_validate(fields)
     return describe_validation_error(info.value)
+
+
+class Target(Settings):
+    """A nested setting, reached through a dict and a list too."""
+
+    name: str = ""
+    timeout: float = Field(default=1.0, alias="timeoutSeconds")
+
+
+class Fleet(BaseServiceConfig):
+    """A service's settings with nested models in every shape pydantic reports."""
+
+    batch_size: int = 100
+    primary: Target | None = None
+    by_name: dict[str, Target] = Field(default_factory=dict)
+    targets: list[Target] = Field(default_factory=list)
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({"batch_sise": 1}, "unknown field 'batch_sise' (did you mean 'batch_size'?)"),
+        ({"Interval": 1}, "unknown field 'Interval' (did you mean 'interval'?)"),
+        ({"metrics": {"prot": 1}}, "unknown field 'metrics.prot' (did you mean 'metrics.port'?)"),
+        (
+            {"primary": {"timeoutSecond": 1}},
+            "unknown field 'primary.timeoutSecond' (did you mean 'primary.timeoutSeconds'?)",
+        ),
+        (
+            {"by_name": {"a": {"nmae": "x"}}},
+            "unknown field 'by_name.a.nmae' (did you mean 'by_name.a.name'?)",
+        ),
+        (
+            {"targets": [{}, {"nam": "x"}]},
+            "unknown field 'targets.1.nam' (did you mean 'targets.1.name'?)",
+        ),
+        ({"colour": "blue"}, "unknown field 'colour'"),
+    ],
+)
+def test_an_unknown_key_is_given_the_closest_known_one(
+    fields: dict[str, object], expected: str
+) -> None:
+    """A typo names the known key it is nearest to, at its own level; nothing close, nothing."""
+    with pytest.raises(ValidationError) as info:
+        Fleet.model_validate(fields)
+    assert describe_validation_error(info.value, model=Fleet) == expected
+
+
+def test_an_unknown_key_in_a_yaml_file_names_its_line(tmp_path: Path) -> None:
+    """Loaded from YAML, an unknown key's error gives its line; built in Python, no line."""
+    path = tmp_path / "bad.yaml"
+    path.write_text("interval: 5\nmetrics:\n  enabled: true\n  prot: 9100\nbatch_sise: 3\n")
+    with pytest.raises(ConfigFileError) as info:
+        load_config(Fleet, path)
+    assert str(info.value) == (
+        f"{path}: unknown field 'metrics.prot' at line 4 (did you mean 'metrics.port'?); "
+        "unknown field 'batch_sise' at line 5 (did you mean 'batch_size'?)"
+    )
+    assert "line" not in error_line(batch_sise=3)
+
+
+def test_web_config_file_in_yaml_is_relative_to_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative web_config_file in YAML is beside the YAML; absolute ones and Python's stay."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    path = tmp_path / "conf" / "svc.yaml"
+    path.write_text("metrics:\n  web_config_file: tls/web.yml\n")
+    assert load_config(BaseServiceConfig, "../conf/svc.yaml").metrics.web_config_file == str(
+        tmp_path / "conf" / "tls" / "web.yml"
+    )
+    path.write_text(f"metrics:\n  web_config_file: {tmp_path / 'web.yml'}\n")
+    assert load_config(BaseServiceConfig, path).metrics.web_config_file == str(tmp_path / "web.yml")
+    built = BaseServiceConfig.model_validate({"metrics": {"web_config_file": "web.yml"}})
+    assert built.metrics.web_config_file == "web.yml"
 
 
 @pytest.mark.parametrize(

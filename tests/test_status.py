@@ -11,8 +11,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
+from bigbrotr.core.health import liveness, readiness
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.status import (
@@ -52,20 +55,79 @@ SNAPSHOT = StatusSnapshot(
 
 
 @pytest.mark.parametrize(
-    ("change", "expected"),
+    ("change", "expected", "why"),
     [
-        ({}, "ready"),
-        ({"consecutive_failures": 1}, "failing"),
-        ({"last_success_at": 700.0}, "running"),
-        ({"shutting_down": True, "consecutive_failures": 2}, "stopping"),
+        ({}, "ready", "every liveness and readiness check passes"),
+        ({"consecutive_failures": 1}, "degraded", "still ready: the last cycle failed; not ready"),
+        (
+            {"consecutive_failures": 3, "max_consecutive_failures": 0},
+            "degraded",
+            "still ready: the last 3 cycles failed",
+        ),
+        ({"consecutive_failures": 5}, "not_ready", "/readyz fails: failures: 5 cycles failed"),
+        ({"last_success_at": 700.0}, "not_ready", "/readyz fails: freshness: last successful"),
+        (
+            {"shutting_down": True, "consecutive_failures": 2},
+            "stopping",
+            "/readyz fails: shutdown: shutting down",
+        ),
+        (
+            {"loop_blocked_for": 3.0, "shutting_down": True},
+            "not_alive",
+            "/livez fails: event-loop: blocked for 3.0s",
+        ),
     ],
 )
-def test_state_is_stopping_then_failing_then_ready_or_running(
-    change: dict[str, object], expected: str
+def test_the_state_and_its_reason_follow_the_verdicts(
+    change: dict[str, object], expected: str, why: str
 ) -> None:
-    """Shutdown outranks a failure streak, which outranks readiness."""
+    """A blocked loop outranks shutdown, which outranks a failed check; one failure is degraded."""
     health = dataclasses.replace(HEALTHY, **change)  # type: ignore[arg-type]
-    assert state(dataclasses.replace(SNAPSHOT, health=health)) == expected
+    snapshot = dataclasses.replace(SNAPSHOT, health=health)
+    assert state(snapshot) == expected
+    html = page(snapshot, metrics_path="/metrics")
+    words = expected.replace("_", " ")
+    assert f'<span class="state {expected}" data-field="state">{words}</span>' in html
+    (shown,) = re.findall(r'data-field="why">([^<]*)<', html)
+    assert shown.startswith(why), shown
+
+
+@settings(max_examples=300)
+@given(
+    blocked=st.one_of(st.none(), st.floats(0, 5)),
+    streak=st.integers(0, 6),
+    limit=st.integers(0, 6),
+    since_success=st.one_of(st.none(), st.floats(0, 300)),
+    running=st.one_of(st.none(), st.floats(0, 300)),
+    stopping=st.booleans(),
+)
+def test_the_state_never_contradicts_livez_or_readyz(
+    blocked: float | None,
+    streak: int,
+    limit: int,
+    since_success: float | None,
+    running: float | None,
+    stopping: bool,
+) -> None:
+    """For any health: ready or degraded iff /readyz passes; not_alive iff /livez fails."""
+    health = dataclasses.replace(
+        HEALTHY,
+        loop_blocked_for=blocked,
+        consecutive_failures=streak,
+        max_consecutive_failures=limit,
+        last_success_at=None if since_success is None else HEALTHY.now - since_success,
+        cycle_started_at=None if running is None else HEALTHY.now - running,
+        shutting_down=stopping,
+    )
+    current = state(dataclasses.replace(SNAPSHOT, health=health))
+    assert (current in ("ready", "degraded")) == readiness(health).ok
+    assert (current == "not_alive") == (not liveness(health).ok)
+    data = as_json(dataclasses.replace(SNAPSHOT, health=health))
+    assert (data["state"], data["ready"], data["alive"]) == (
+        current,
+        readiness(health).ok,
+        liveness(health).ok,
+    )
 
 
 def test_json_holds_counts_history_and_the_error_verbatim() -> None:
@@ -97,6 +159,25 @@ def test_page_marks_failed_cycles_in_the_chart() -> None:
     assert "failed: ValueError" in bars[1][1]
     x = [float(v) for v in re.findall(r'<rect class="\w+" x="([\d.]+)"', html)]
     assert x == sorted(x) and x[-1] > 500  # oldest to newest, the newest at the right
+
+
+def test_chart_has_a_duration_scale_on_its_lines() -> None:
+    """0, half and the longest duration label the chart, at the heights of its lines."""
+    html = page(SNAPSHOT, metrics_path="/metrics")
+    (scale,) = re.findall(r'data-field="scale">(.*?)</div>', html)
+    labels = dict(re.findall(r'<span class="(\w+)">([^<]*)</span>', scale))
+    assert labels == {"top": "3.0 s", "half": "1.5 s", "zero": "0"}
+    lines = [float(y) for y in re.findall(r'<line class="grid"[^>]* y1="([\d.]+)"', html)]
+    tops = {float(y) for y in re.findall(r'<rect class="\w+" x="[\d.]+" y="([\d.]+)"', html)}
+    assert lines[0] == min(tops)  # the top line is where the longest bar ends
+    (style,) = re.findall(r"<style>(.*?)</style>", html, re.S)
+    placed = {k: float(v) for k, v in re.findall(r"\.scale \.(\w+)\{top:([\d.]+)px\}", style)}
+    assert (placed["top"], placed["half"]) == (lines[0], lines[1])
+    assert placed["zero"] == float(re.findall(r'viewBox="0 0 \d+ (\d+)"', html)[0])
+    assert "the longest 3.0 s" in html  # for screen readers, which skip the scale
+    fast = tuple(CycleRecord(float(i), d, True) for i, d in enumerate((0.0002, 0.00084)))
+    html = page(dataclasses.replace(SNAPSHOT, recent=fast), metrics_path="/metrics")
+    assert re.findall(r'<span class="(?:top|half)">([^<]*)</span>', html) == ["0.84 ms", "0.42 ms"]
 
 
 def test_chart_keeps_at_most_the_history_length() -> None:

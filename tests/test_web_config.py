@@ -178,6 +178,17 @@ def test_a_bad_file_is_a_config_error_naming_the_key(
     assert len(err.strip().splitlines()) == 1 and str(path) in err and key in err
 
 
+def test_a_misspelt_key_names_its_line_and_the_key_meant(pki: PKI) -> None:
+    """A typo inside a section gives its line and the exporter-toolkit key it is closest to."""
+    path = write_web_config(pki, tls_block(pki, "  min_versoin: TLS13\n"))
+    with pytest.raises(ConfigFileError) as info:
+        load_web_config(path)
+    assert str(info.value) == (
+        f"{path}: unknown field 'tls_server_config.min_versoin' at line 4"
+        " (did you mean 'tls_server_config.min_version'?)"
+    )
+
+
 def test_promtool_accepts_the_file_bigbrotr_accepts(pki: PKI) -> None:
     """The same file, TLS, client certificates and basic auth, passes promtool check web-config."""
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()

@@ -9,6 +9,7 @@ from bigbrotr.core.yaml import (
     FromEnvironment,
     IntFromEnvironment,
     load_yaml,
+    load_yaml_with_lines,
 )
 
 
@@ -158,6 +159,26 @@ def test_merge_keys_load_and_may_be_overridden(tmp_path: Path) -> None:
     twice = "base: &base {port: 1}\nmetrics:\n  <<: *base\n  port: 2\n  port: 3\n"
     with pytest.raises(ConfigFileError, match="duplicate key 'port' \\(first given at line 4\\)"):
         load_yaml(write(tmp_path, twice))
+
+
+def test_key_lines_say_where_each_kept_key_was_written(tmp_path: Path) -> None:
+    """Keys at any depth and list items have their line; a merged key, the line it kept."""
+    text = (
+        "base: &base {port: 1, host: shared}\n"  # 1
+        "# a comment\n"  # 2
+        "metrics:\n"  # 3
+        "  <<: *base\n"  # 4
+        "  port: 2\n"  # 5
+        "hosts:\n"  # 6
+        "  - a\n"  # 7
+        "  - {name: b}\n"  # 8
+    )
+    data, lines = load_yaml_with_lines(write(tmp_path, text))
+    assert data["metrics"] == {"port": 2, "host": "shared"}
+    assert lines[("metrics",)] == 3 and lines[("metrics", "port")] == 5
+    assert lines[("metrics", "host")] == 1  # written in the anchored block
+    assert (lines[("hosts", "0")], lines[("hosts", "1", "name")]) == (7, 8)
+    assert load_yaml_with_lines(write(tmp_path, "")) == ({}, {})
 
 
 def test_deep_nesting_is_one_line(tmp_path: Path) -> None:

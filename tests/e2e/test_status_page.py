@@ -66,7 +66,7 @@ def flaky_service(start_cli: Any) -> tuple[CLI, str]:
 
 
 def test_chromium_renders_the_status_page_and_it_refreshes(start_cli: Any, tmp_path: Path) -> None:
-    """Counts, state, the error (as text, not markup), a chart with failures; refreshes itself."""
+    """Counts, state, the error (as text, not markup), a scaled chart with failures; refreshes."""
     _, base = flaky_service(start_cli)
     before = status(base)
     # Virtual time runs the page's refresh timer (5 s) twice without waiting for it.
@@ -77,7 +77,12 @@ def test_chromium_renders_the_status_page_and_it_refreshes(start_cli: Any, tmp_p
     assert refreshes and int(refreshes.group(1)) >= 1, "the page never refreshed itself"
     assert int(field(dom, "succeeded")) >= before["cycles_succeeded"] >= 1
     assert int(field(dom, "failed")) >= before["cycles_failed"] >= 3
-    assert re.search(r'<main data-state="(ready|failing)">', dom)
+    # Failing every other cycle with no failure limit: still ready, never "failing".
+    assert re.search(r'<main data-state="(ready|degraded)">', dom)
+    assert re.search(r'data-field="state">(ready|degraded)</span>', dom)
+    scale = re.search(r'data-field="scale"><span class="top">([^<]+)</span>.*?"zero">0<', dom)
+    assert scale, "no duration scale on the chart"
+    assert scale.group(1) not in ("0 ms", "0"), scale.group(1)  # fast cycles still get a scale
     (error,) = re.findall(r'data-field="last-error">.*?<pre>(.*?)</pre>', dom, re.S)
     assert html.unescape(error) == HOSTILE  # shown as text...
     assert dom.count("<script") == 1 and "<img" not in dom  # ...never run as markup

@@ -4,22 +4,41 @@
 ``MetricsConfig``, a service's own): unknown keys are errors, values are
 frozen, and a boolean is never taken for a number (pydantic would read
 ``true`` as 1). ``describe_validation_error`` turns pydantic's errors into one
-line that echoes no value from the environment and no long value;
-``masked`` is the configuration as it may be logged or printed, secrets hidden.
+line that echoes no value from the environment and no long value, and for an
+unknown key names its line and the closest known key; ``masked`` is the
+configuration as it may be logged or printed, secrets hidden. A
+``ConfigPath`` field written in a YAML file is relative to that file.
 """
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
 import types
 import typing
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from bigbrotr.core.yaml import ENVIRONMENT_TYPES
+from bigbrotr.core.yaml import ENVIRONMENT_TYPES, KeyLines
 
-__all__ = ["MASK", "Settings", "describe_validation_error", "masked"]
+__all__ = [
+    "CONFIG_DIRECTORY",
+    "MASK",
+    "ConfigPath",
+    "Settings",
+    "describe_validation_error",
+    "masked",
+]
 
 MASK = "********"
 #: Field names whose values are secrets (and so is everything beneath them).
@@ -36,6 +55,21 @@ _URL_PARAMETER = re.compile(
     re.IGNORECASE,
 )
 _MAX_SHOWN = 80
+#: The validation context key naming the directory of the YAML file being read.
+CONFIG_DIRECTORY = "config_directory"
+
+
+def _against_config_file(path: str, info: ValidationInfo) -> str:
+    directory = (info.context or {}).get(CONFIG_DIRECTORY)
+    if directory is None or os.path.isabs(path):
+        return path
+    return os.path.join(directory, path)
+
+
+#: A file named in a configuration: relative to the YAML file that names it
+#: (validated with ``context={CONFIG_DIRECTORY: ...}``, as ``load_config``
+#: does), else to the working directory, as any path given in Python.
+ConfigPath = Annotated[str, AfterValidator(_against_config_file)]
 
 
 def _wants_number(annotation: Any) -> bool:
@@ -72,21 +106,87 @@ def _shown(value: Any) -> str:
     return text if len(text) <= _MAX_SHOWN else f"{text[:_MAX_SHOWN]}... ({len(text)} characters)"
 
 
-def describe_validation_error(exc: ValidationError) -> str:
+def _options(annotation: Any) -> list[Any]:
+    """The types an annotation allows: a union's members, ``Annotated`` unwrapped."""
+    if typing.get_origin(annotation) is Annotated:
+        return _options(typing.get_args(annotation)[0])
+    if _is_union(annotation):
+        return [option for member in typing.get_args(annotation) for option in _options(member)]
+    return [annotation]
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _keys(model: type[BaseModel]) -> dict[str, Any]:
+    """The keys ``model`` takes (names and string aliases) -> the field's type."""
+    keys: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        for key in (name, field.alias, field.validation_alias):
+            if isinstance(key, str):
+                keys[key] = field.annotation
+    return keys
+
+
+def _inside(annotation: Any, part: str | int) -> Any:
+    """The type found at ``part`` (a key, index or union tag) of ``annotation``, or None."""
+    for option in _options(annotation):
+        if _is_model(option):
+            if part == option.__name__:  # pydantic's tag for a model in a union
+                return option
+            found = _keys(option).get(str(part))
+            if found is not None:
+                return found
+        origin, args = typing.get_origin(option), typing.get_args(option)
+        if origin in (dict, Mapping) and len(args) == 2:
+            return args[1]
+        if origin in (list, set, frozenset, tuple, Sequence) and args:
+            return args[0]
+    return None
+
+
+def _close_key(model: type[BaseModel], path: Sequence[str | int]) -> str | None:
+    """The known field nearest to the unknown last part of ``path`` (dotted), if one is close."""
+    annotation: Any = model
+    for part in path[:-1]:
+        annotation = _inside(annotation, part)
+    known = [key for option in _options(annotation) if _is_model(option) for key in _keys(option)]
+    matches = difflib.get_close_matches(str(path[-1]), known, n=1)
+    return ".".join([*(str(part) for part in path[:-1]), matches[0]]) if matches else None
+
+
+def describe_validation_error(
+    exc: ValidationError,
+    *,
+    model: type[BaseModel] | None = None,
+    lines: KeyLines | None = None,
+) -> str:
     """Summarise a pydantic error as one line naming each bad field.
 
     Args:
         exc: The validation error.
+        model: The model that was validated; an unknown key is then given
+            the closest key it knows at that level, if one is close.
+        lines: Where each key was written (``load_yaml_with_lines``); an
+            unknown key is then given its line.
 
     Returns:
-        For example ``field 'metrics.port': port must be ... (got 80)``.
+        For example ``field 'metrics.port': port must be ... (got 80)``, or
+        ``unknown field 'batch_sise' at line 3 (did you mean 'batch_size'?)``.
     """
     parts = []
     for error in exc.errors():
         field = ".".join(str(part) for part in error["loc"]) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            parts.append(f"unknown field '{field}'")
+            line = (lines or {}).get(tuple(str(part) for part in error["loc"]))
+            close = _close_key(model, error["loc"]) if model is not None else None
+            parts.append(
+                f"unknown field '{field}'"
+                + (f" at line {line}" if line is not None else "")
+                + (f" (did you mean '{close}'?)" if close is not None else "")
+            )
         elif error["type"] == "missing":
             parts.append(f"field '{field}': required but not given")
         else:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from bigbrotr.core.config import Settings
+from bigbrotr.core.config import ConfigPath, Settings
 from bigbrotr.ports import valid_port
 
 __all__ = ["MIN_RENDER_TIMEOUT", "MetricsConfig", "PushgatewayConfig"]
@@ -65,7 +65,9 @@ class MetricsConfig(Settings):
             or a request never finished) before it is closed; longer than
             ``render_timeout``, so no scrape is cut while it waits.
         web_config_file: An exporter-toolkit web configuration file (TLS,
-            basic auth, headers), relative to the working directory.
+            basic auth, headers). Written in a YAML file (``load_config``), it
+            is relative to that file, as the paths inside it are relative to
+            it; given in Python, to the working directory.
         unprotected_paths: Paths served without basic auth (say, health
             probes for a kubelet); every other path needs it. Kept here, not
             in the web config file, so that file stays valid for promtool.
@@ -81,7 +83,7 @@ class MetricsConfig(Settings):
     max_names: int = Field(default=1000, ge=10, le=1_000_000)
     max_connections: int = Field(default=100, ge=1, le=100_000)
     idle_timeout: float = Field(default=15.0, gt=0, le=3600)
-    web_config_file: str | None = None
+    web_config_file: ConfigPath | None = None
     unprotected_paths: frozenset[str] = frozenset()
     pushgateway: PushgatewayConfig | None = None
 

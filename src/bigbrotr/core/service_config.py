@@ -10,9 +10,9 @@ import os
 
 from pydantic import Field, ValidationError, field_validator
 
-from bigbrotr.core.config import Settings, describe_validation_error
+from bigbrotr.core.config import CONFIG_DIRECTORY, Settings, describe_validation_error
 from bigbrotr.core.metrics_config import MetricsConfig
-from bigbrotr.core.yaml import ConfigFileError, load_yaml
+from bigbrotr.core.yaml import ConfigFileError, load_yaml_with_lines
 
 __all__ = ["MIN_INTERVAL", "ONE_WEEK_SECONDS", "BaseServiceConfig", "load_config"]
 
@@ -63,6 +63,11 @@ def load_config(
 ) -> BaseServiceConfig:
     """Load and validate a YAML configuration file.
 
+    Files it names (``ConfigPath`` fields, such as ``metrics.web_config_file``)
+    are relative to the file's own directory, as the paths inside an
+    exporter-toolkit web config are relative to that file: a configuration
+    means the same from whatever directory the service is started.
+
     Args:
         config_class: The model to validate against.
         path: The YAML file.
@@ -73,10 +78,13 @@ def load_config(
     Raises:
         FileNotFoundError: If the file does not exist.
         ConfigFileError: If the file cannot be parsed or a value is invalid;
-            the message names the file and the field or line.
+            the message names the file and the field or line (and, for an
+            unknown key, the closest known one).
     """
-    data = load_yaml(path)
+    data, lines = load_yaml_with_lines(path)
+    directory = os.path.dirname(os.path.abspath(path))
     try:
-        return config_class.model_validate(data)
+        return config_class.model_validate(data, context={CONFIG_DIRECTORY: directory})
     except ValidationError as exc:
-        raise ConfigFileError(f"{path}: {describe_validation_error(exc)}") from exc
+        message = describe_validation_error(exc, model=config_class, lines=lines)
+        raise ConfigFileError(f"{path}: {message}") from exc

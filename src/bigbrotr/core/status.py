@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from bigbrotr.core.health import HealthSnapshot, Verdict, readiness
+from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
@@ -98,14 +98,56 @@ class StatusSnapshot:
     loop_lag: float | None
 
 
+#: The page's words for each state (the JSON keeps the token).
+_STATE_WORDS = {
+    "ready": "ready",
+    "degraded": "degraded",
+    "not_ready": "not ready",
+    "not_alive": "not alive",
+    "stopping": "stopping",
+}
+
+
 def state(snapshot: StatusSnapshot, verdict: Verdict | None = None) -> str:
-    """``stopping``, ``failing`` (the last cycle failed), ``ready``, or ``running`` (not ready)."""
-    if snapshot.health.shutting_down:
+    """One word for the service's state that never contradicts ``/livez`` or ``/readyz``.
+
+    ``not_alive`` when liveness fails (the loop is blocked); else ``stopping``
+    once shutdown was requested; else ``not_ready`` when any other readiness
+    check fails; else ``degraded`` when the last cycle failed (still ready:
+    one failure is not a verdict until the streak reaches its limit); else
+    ``ready``.
+
+    Args:
+        snapshot: The state to judge.
+        verdict: ``readiness(snapshot.health)``, when the caller has it.
+    """
+    health = snapshot.health
+    if not liveness(health).ok:
+        return "not_alive"
+    if health.shutting_down:
         return "stopping"
-    if snapshot.health.consecutive_failures:
-        return "failing"
-    verdict = verdict if verdict is not None else readiness(snapshot.health)
-    return "ready" if verdict.ok else "running"
+    verdict = verdict if verdict is not None else readiness(health)
+    if not verdict.ok:
+        return "not_ready"
+    return "degraded" if health.consecutive_failures else "ready"
+
+
+def _why(snapshot: StatusSnapshot, current: str, verdict: Verdict) -> str:
+    """The sentence under the badge: which checks fail, or what keeps it short of ready."""
+    health = snapshot.health
+    if current in ("not_alive", "not_ready", "stopping"):
+        probe, failed = (
+            ("/livez", liveness(health)) if current == "not_alive" else ("/readyz", verdict)
+        )
+        return f"{probe} fails: " + "; ".join(
+            f"{check.name}: {check.reason}" for check in failed.checks if not check.ok
+        )
+    if current == "degraded":
+        streak, limit = health.consecutive_failures, health.max_consecutive_failures
+        cycles = "the last cycle" if streak == 1 else f"the last {streak} cycles"
+        until = f"; not ready at {limit} in a row" if limit else ""
+        return f"still ready: {cycles} failed{until}"
+    return "every liveness and readiness check passes"
 
 
 def _since_success(snapshot: StatusSnapshot) -> float | None:
@@ -123,6 +165,7 @@ def as_json(snapshot: StatusSnapshot) -> dict[str, Any]:
         "bigbrotr_version": snapshot.bigbrotr_version,
         "generated_at": snapshot.now,
         "state": state(snapshot, verdict),
+        "alive": liveness(snapshot.health).ok,
         "ready": verdict.ok,
         "checks": [{"name": c.name, "ok": c.ok, "reason": c.reason} for c in verdict.checks],
         "cycles_succeeded": snapshot.cycles_succeeded,
@@ -143,7 +186,13 @@ def as_json(snapshot: StatusSnapshot) -> dict[str, Any]:
 
 
 def _seconds(value: float) -> str:
-    """A duration for people: ``850 ms``, ``12.5 s``, ``3 min 20 s``, ``2 h 5 min``, ``3 d 4 h``."""
+    """A duration for people: ``0.42 ms``, ``850 ms``, ``12.5 s``, ``3 min 20 s``, ``2 h 5 min``...
+
+    Under 10 ms two significant digits are kept, so a fast service's chart
+    scale reads ``0.84 ms`` and ``0.42 ms``, not ``1 ms`` and ``0 ms``.
+    """
+    if value < 0.01:
+        return f"{value * 1000:.2g} ms"
     if value < 1:
         return f"{value * 1000:.0f} ms"
     if value < 60:
@@ -163,33 +212,59 @@ def _utc(unix: float) -> str:
 
 
 _CHART_WIDTH, _CHART_HEIGHT, _BAR_GAP = 600, 120, 2
+#: Room above the scale's top line, so it is not clipped (viewBox units, which
+#: are CSS pixels: the chart is _CHART_HEIGHT px tall).
+_CHART_TOP = 4
+
+
+def _scale_y(duration: float, longest: float) -> float:
+    """Where ``duration`` sits on the scale from 0 (bottom) to ``longest`` (top line)."""
+    return _CHART_HEIGHT - duration / longest * (_CHART_HEIGHT - _CHART_TOP)
 
 
 def _chart(recent: tuple[CycleRecord, ...]) -> str:
-    """An inline SVG bar per recent cycle: height is duration, failures in their own colour."""
+    """An inline SVG bar per recent cycle: height is duration, failures in their own colour.
+
+    The scale (0, half, the longest duration) is HTML beside the SVG, not SVG
+    text: the SVG stretches to the page's width, which would stretch text too.
+    Its labels sit at fixed heights the stylesheet gives (inline ``style``
+    attributes would need the CSP to allow them), matching ``_scale_y``.
+    """
     recent = recent[-HISTORY:]
     if not recent:
         return '<p class="muted">No cycle has finished yet.</p>'
     longest = max(c.duration for c in recent) or 1.0
     step = _CHART_WIDTH / HISTORY
+    grid = "".join(
+        f'<line class="grid" x1="0" x2="{_CHART_WIDTH}" y1="{y:.1f}" y2="{y:.1f}"></line>'
+        for y in (_scale_y(longest, longest), _scale_y(longest / 2, longest))
+    )
     bars = []
     first = HISTORY - len(recent)  # the newest cycle is at the right edge
     for i, cycle in enumerate(recent, first):
-        height = max(2.0, cycle.duration / longest * (_CHART_HEIGHT - 4))
+        top = min(_scale_y(cycle.duration, longest), _CHART_HEIGHT - 2.0)
         outcome = "ok" if cycle.ok else f"failed: {cycle.error}"
         label = escape(f"{_utc(cycle.ended_at)}: {_seconds(cycle.duration)}, {outcome}")
         bars.append(
             f'<rect class="{"ok" if cycle.ok else "fail"}" x="{i * step:.1f}"'
-            f' y="{_CHART_HEIGHT - height:.1f}" width="{step - _BAR_GAP:.1f}"'
-            f' height="{height:.1f}"><title>{label}</title></rect>'
+            f' y="{top:.1f}" width="{step - _BAR_GAP:.1f}"'
+            f' height="{_CHART_HEIGHT - top:.1f}"><title>{label}</title></rect>'
         )
     failed = sum(not c.ok for c in recent)
+    scale = (
+        '<div class="scale" aria-hidden="true" data-field="scale">'
+        f'<span class="top">{_seconds(longest)}</span>'
+        f'<span class="half">{_seconds(longest / 2)}</span><span class="zero">0</span></div>'
+    )
     return (
+        f'<div class="plot">{scale}'
         f'<svg class="chart" viewBox="0 0 {_CHART_WIDTH} {_CHART_HEIGHT}"'
         ' preserveAspectRatio="none" role="img"'
-        f' aria-label="Durations of the last {len(recent)} cycles, {failed} failed">'
+        f' aria-label="Durations of the last {len(recent)} cycles, {failed} failed,'
+        f' the longest {_seconds(longest)}">'
+        + grid
         + "".join(bars)
-        + f'</svg><p class="muted">Last {len(recent)} cycles, tallest {_seconds(longest)}.'
+        + f'</svg></div><p class="muted">Last {len(recent)} cycles, tallest {_seconds(longest)}.'
         ' <span class="key ok"></span> succeeded <span class="key fail"></span> failed</p>'
     )
 
@@ -249,7 +324,10 @@ def _main(snapshot: StatusSnapshot) -> str:
         )
     return (
         f'<main data-state="{current}">'
-        f'<p class="state {current}" data-field="state">{current}</p>'
+        f'<p class="verdict"><span class="state {current}" data-field="state">'
+        f"{_STATE_WORDS[current]}</span>"
+        f' <span class="muted" data-field="why">{escape(_why(snapshot, current, verdict))}</span>'
+        "</p>"
         f'<section class="tiles">{"".join(tiles)}</section>'
         f"<section><h2>Recent cycles</h2>{_chart(snapshot.recent)}</section>"
         f'<section><h2>Readiness</h2><ul class="checks">{checks}</ul></section>'
@@ -265,15 +343,22 @@ color:#1d2430;background:#f6f7f9}
 header{display:flex;align-items:baseline;gap:1rem;flex-wrap:wrap}
 h1{font-size:1.6rem;margin:.2rem 0}h2{font-size:1.05rem;margin:1.2rem 0 .4rem}
 .muted{color:#5b6474;font-size:.9rem}
-.state{display:inline-block;margin:.4rem 0;padding:.15rem .7rem;border-radius:1rem;
+.verdict{margin:.4rem 0}
+.state{display:inline-block;margin-right:.4rem;padding:.15rem .7rem;border-radius:1rem;
 font-weight:600;text-transform:uppercase;letter-spacing:.04em;color:#fff}
-.state.ready{background:#1f8a4c}.state.running{background:#2f6fb3}
-.state.failing{background:#c0392b}.state.stopping{background:#7a5c00}
+.state.ready{background:#1f8a4c}.state.degraded{background:#9a6700}
+.state.not_ready{background:#c0392b}.state.not_alive{background:#7b1e1e}
+.state.stopping{background:#5b6474}
 .tiles{display:grid;grid-template-columns:repeat(auto-fill,minmax(140px,1fr));gap:.6rem}
 .tile{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:.5rem .7rem}
 .tile.bad{border-color:#c0392b}.tile.bad .value{color:#c0392b}
 .label{font-size:.8rem;color:#5b6474}.value{font-size:1.25rem;font-weight:600}
-.chart{width:100%;height:120px;background:#fff;border:1px solid #dde1e7;border-radius:6px}
+.plot{display:flex;gap:.4rem;align-items:flex-start}
+.scale{position:relative;flex:0 0 5.5rem;margin-top:1px;font-size:.75rem;color:#5b6474;
+text-align:right}
+.scale span{position:absolute;right:0;transform:translateY(-50%);white-space:nowrap}
+.chart{flex:1;min-width:0;background:#fff;border:1px solid #dde1e7;border-radius:6px}
+.grid{stroke:#dde1e7;stroke-dasharray:4 4;vector-effect:non-scaling-stroke}
 rect.ok,.key.ok{fill:#1f8a4c;background:#1f8a4c}rect.fail,.key.fail{fill:#c0392b;background:#c0392b}
 .key{display:inline-block;width:.8em;height:.8em;margin-left:.6em}
 .checks{list-style:none;padding:0;margin:0}.checks li::before{content:"\\2713  ";color:#1f8a4c}
@@ -283,6 +368,12 @@ rect.ok,.key.ok{fill:#1f8a4c;background:#1f8a4c}rect.fail,.key.fail{fill:#c0392b
 nav a{margin-right:1rem}.offline{display:none;color:#c0392b;font-weight:600}
 body.stale .offline{display:inline}body.stale main{opacity:.55}
 """
+# The chart's geometry, from the numbers _chart draws with: the scale's labels sit on its lines.
+_STYLE += (
+    f".chart,.scale{{height:{_CHART_HEIGHT}px}}"
+    f".scale .top{{top:{_scale_y(1, 1):g}px}}.scale .half{{top:{_scale_y(1, 2):g}px}}"
+    f".scale .zero{{top:{_CHART_HEIGHT}px}}\n"
+)
 
 _SCRIPT = f"""
 (function () {{

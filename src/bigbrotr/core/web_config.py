@@ -28,7 +28,7 @@ import bcrypt
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bigbrotr.core.config import describe_validation_error
-from bigbrotr.core.yaml import ConfigFileError, load_yaml
+from bigbrotr.core.yaml import ConfigFileError, load_yaml_with_lines
 
 __all__ = ["DEFAULT_HEADERS", "BasicAuth", "WebConfig", "load_web_config"]
 
@@ -202,11 +202,12 @@ def load_web_config(path: str | Path) -> WebConfig:
         ConfigFileError: For anything wrong in it, naming the file and the key.
         FileNotFoundError: If the file does not exist.
     """
-    data = load_yaml(path)
+    data, lines = load_yaml_with_lines(path)
     try:
         parsed = WebConfigFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigFileError(f"{path}: {describe_validation_error(exc)}") from None
+        message = describe_validation_error(exc, model=WebConfigFile, lines=lines)
+        raise ConfigFileError(f"{path}: {message}") from None
     headers = dict(DEFAULT_HEADERS)
     if parsed.http_server_config is not None:
         headers.update(parsed.http_server_config.headers)

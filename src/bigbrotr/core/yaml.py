@@ -8,15 +8,18 @@ text from the environment is a ``FromEnvironment``, so errors need not echo it.
 
 A configuration file is small: a document that expands (through aliases) to
 more than ``MAX_NODES`` nodes is refused before it is built, and a key given
-twice in one mapping is an error naming both lines.
+twice in one mapping is an error naming both lines. ``load_yaml_with_lines``
+also says where each key was written, so a mistake found later (by pydantic)
+can name its line too.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import yaml
 
@@ -27,7 +30,9 @@ __all__ = [
     "FloatFromEnvironment",
     "FromEnvironment",
     "IntFromEnvironment",
+    "KeyLines",
     "load_yaml",
+    "load_yaml_with_lines",
 ]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -48,6 +53,9 @@ class IntFromEnvironment(int):
 class FloatFromEnvironment(float):
     """A float read from ``${VAR}``: never echoed."""
 
+
+#: Where each key was written: its path (keys, and list indices as text) -> line (from 1).
+KeyLines: TypeAlias = Mapping[tuple[str, ...], int]
 
 #: Values that may carry an environment variable's text, and their marked types.
 ENVIRONMENT_TYPES = (FromEnvironment, IntFromEnvironment, FloatFromEnvironment)
@@ -143,6 +151,32 @@ def _expanded_size(root: yaml.Node) -> int:
     return sizes[id(root)]
 
 
+def _key_lines(root: yaml.Node) -> dict[tuple[str, ...], int]:
+    """Where each key (and list item) under ``root`` was written, after merges.
+
+    Constructing the document flattened ``<<: *base`` merges into each
+    mapping's node, merged keys first, so the last line seen for a path is
+    the one whose value the document kept. Aliases are walked at each use:
+    ``MAX_NODES`` already bounds that.
+    """
+    lines: dict[tuple[str, ...], int] = {}
+    stack: list[tuple[tuple[str, ...], yaml.Node]] = [((), root)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    key = (*path, str(key_node.value))
+                    lines[key] = key_node.start_mark.line + 1
+                    stack.append((key, value_node))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                key = (*path, str(index))
+                lines[key] = item.start_mark.line + 1
+                stack.append((key, item))
+    return lines
+
+
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load a YAML mapping from ``path``, expanding environment variables.
 
@@ -158,6 +192,22 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
             variable without a default, or a top level that is not a mapping;
             the message names file and line.
         OSError: If the file cannot be read.
+    """
+    return load_yaml_with_lines(path)[0]
+
+
+def load_yaml_with_lines(path: str | os.PathLike[str]) -> tuple[dict[str, Any], KeyLines]:
+    """``load_yaml``, and the line each key was written on.
+
+    Args:
+        path: The file to read.
+
+    Returns:
+        The top-level mapping (empty for an empty file), and its ``KeyLines``:
+        ``("metrics", "port")`` is the line of ``port:`` under ``metrics:``.
+
+    Raises:
+        FileNotFoundError, ConfigFileError, OSError: As ``load_yaml``.
     """
     file = Path(path)
     try:
@@ -192,13 +242,12 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigFileError(f"{file}: collections nested too deeply") from None
     finally:
         loader.dispose()
-    if data is None:
-        return {}
+    if node is None or data is None:
+        return {}, {}
     if not isinstance(data, dict):
-        assert node is not None
         kind = type(data).__name__
         raise ConfigFileError(
             f"{file}:{node.start_mark.line + 1}: top level must be a mapping of settings, "
             f"got a {kind}"
         )
-    return data
+    return data, _key_lines(node)
