@@ -64,6 +64,21 @@ async def test_serve_and_scrape_over_http(bigbrotr: Make) -> None:
     assert json.loads(status.text)["cycles_succeeded"] == 1
 
 
+async def test_readiness_follows_the_fake_clock(bigbrotr: Make) -> None:
+    """/readyz turns 503 once stale_after passes without a success, and 200 after one."""
+    harness = bigbrotr(Waiter, {"interval": 10, "stale_after": 30})
+    await harness.run_cycles(1)
+    async with harness.serve():
+        assert (await harness.scrape("/readyz")).status == 200
+        harness.clock.advance(31)  # no sleep: the service reads the fake clock
+        stale = await harness.scrape("/readyz?verbose")
+        await harness.run_cycles(1)
+        fresh = await harness.scrape("/readyz")
+    assert stale.status == 503
+    assert "[-]freshness failed: last successful cycle" in stale.text
+    assert fresh.status == 200
+
+
 async def test_each_test_starts_from_zero(bigbrotr: Make) -> None:
     """A closed harness removes its service's series: the next one counts from zero."""
     first = bigbrotr(Waiter)
