@@ -91,10 +91,26 @@ def test_service_without_name_is_rejected() -> None:
 
 
 def test_base_service_is_abstract() -> None:
-    """run() and cleanup() must be implemented."""
+    """run() must be implemented."""
     bare = type("Bare", (BaseService,), {"SERVICE_NAME": "bare"})
     with pytest.raises(TypeError, match="abstract"):
         bare()
+
+
+async def test_cleanup_is_optional_and_cleans_nothing() -> None:
+    """A service that writes only run() runs its cycles; the default cleanup() returns 0."""
+    runs: list[int] = []
+
+    class OnlyRun(BaseService[BaseServiceConfig]):
+        SERVICE_NAME = unique_name()
+
+        async def run(self) -> None:
+            runs.append(1)
+
+    service = OnlyRun()
+    assert await service.cleanup() == 0
+    assert await service.run_cycle() is True
+    assert runs == [1]
 
 
 def test_from_dict_and_from_yaml_pass_extra_dependencies(tmp_path: Path) -> None:

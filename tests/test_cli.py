@@ -340,3 +340,104 @@ def test_light_commands_load_no_web_stack_and_register_no_metric(argv: list[str]
     )
     assert done.stderr.strip().splitlines()[-1:] in ([], [""])
     assert done.stdout  # the command did print its output
+
+
+_WITH_DEPENDENCY = """
+from bigbrotr.core.base_service import BaseService, BaseServiceConfig
+
+
+class Config(BaseServiceConfig):
+    greeting: str = "hello"
+
+
+class Greeter(BaseService[Config]):
+    SERVICE_NAME = "greeter"
+    CONFIG_CLASS = Config
+
+    def __init__(self, config: Config, out: list[str]) -> None:
+        super().__init__(config)
+        self.out = out
+
+    async def run(self) -> None:
+        self.out.append(self.config.greeting)
+        print(self.config.greeting, flush=True)
+
+
+def make(config: Config) -> Greeter:
+    return Greeter(config, out=[])
+
+
+def make_by_return(config) -> Greeter:
+    return Greeter(config, out=[])
+
+
+def make_nothing(config: Config) -> int:
+    return 3
+
+
+def unannotated(config):
+    return Greeter(config, out=[])
+"""
+
+
+@pytest.fixture
+def greeter_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A user module whose service takes a dependency, with factories; its name."""
+    name = f"greeter_{tmp_path.name}"
+    (tmp_path / f"{name}.py").write_text(_WITH_DEPENDENCY)
+    (tmp_path / "greeter.yaml").write_text("greeting: bonjour\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+@pytest.mark.parametrize("factory", ["make", "make_by_return"])
+def test_a_factory_target_gets_the_loaded_config(
+    capsys: pytest.CaptureFixture[str], greeter_module: str, factory: str
+) -> None:
+    """module:function builds a service with dependencies; its config class is checked."""
+    code, out, err = run_cli(
+        capsys, "check", f"{greeter_module}:{factory}", "--config", "greeter.yaml"
+    )
+    assert (code, err) == (0, "")
+    assert yaml.safe_load(out)["greeting"] == "bonjour"
+    code, _, err = run_cli(capsys, "check", f"{greeter_module}:{factory}", "--config", "nope.yaml")
+    assert code == 2 and "config file not found" in err
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("Greeter", "it takes dependencies: give a factory, module:function, that builds it"),
+        ("make_nothing", "returned int, not a BaseService"),
+        ("unannotated", "as a factory, annotate its config parameter (config: MyConfig)"),
+    ],
+)
+def test_a_target_that_cannot_build_a_service_is_one_line(
+    capsys: pytest.CaptureFixture[str], greeter_module: str, target: str, expected: str
+) -> None:
+    """A class needing dependencies, or a factory returning no service, says what to do."""
+    code, _, err = run_cli(capsys, "check", f"{greeter_module}:{target}")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert expected in err
+
+
+def test_run_a_factory_once_and_without_config_warns_what_is_in_effect(
+    greeter_module: str, tmp_path: Path
+) -> None:
+    """Run --once with a factory runs it; without --config, one WARNING names the defaults."""
+    command = [sys.executable, "-m", "bigbrotr", "run", f"{greeter_module}:make", "--once"]
+    with_config = subprocess.run(
+        [*command, "--config", "greeter.yaml"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert with_config.returncode == 0, with_config.stderr
+    assert with_config.stdout == "bonjour\n"
+    assert "no --config" not in with_config.stderr
+    defaults = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert defaults.returncode == 0, defaults.stderr
+    assert defaults.stdout == "hello\n"
+    warnings = [line for line in defaults.stderr.splitlines() if "no --config" in line]
+    assert len(warnings) == 1, defaults.stderr
+    assert "running on Config's defaults" in warnings[0]
+    assert "interval_seconds=300.0" in warnings[0] and "metrics=off" in warnings[0]

@@ -10,7 +10,6 @@ signal handlers first and loads the rest after, so start-up is covered.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,10 @@ from bigbrotr.process import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ShutdownSign
 
 __all__ = ["main"]
 
-_TARGET_HELP = "a bundled service (demo) or package.module:ClassName, a BaseService subclass"
+_TARGET_HELP = (
+    "a bundled service (demo), package.module:ClassName (a BaseService subclass), or "
+    "package.module:function (a factory taking the loaded config, returning the service)"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -191,74 +193,31 @@ def _check(args: argparse.Namespace, signals: ShutdownSignals) -> int:
 
 
 def _run(args: argparse.Namespace, signals: ShutdownSignals) -> int:
-    import asyncio
+    from bigbrotr import runner
+    from bigbrotr.core.logger import configure_logging, get_logger
 
-    from bigbrotr.core.logger import configure_logging
-    from bigbrotr.runner import resolve_target, serve, with_port
-
-    target = resolve_target(args.target)
+    target = runner.resolve_target(args.target)
     config = target.load_config(args.config)
     if args.port is not None:
         if args.once:
             raise UsageError("--port: a --once run serves no metrics (it can push them)")
-        config = with_port(config, args.port, args.config or target.default_config)
+        config = runner.with_port(config, args.port, args.config or target.default_config)
     service = target.build(config)
     configure_logging(service.SERVICE_NAME, args.log_level, args.log_format)
+    if args.config is None and target.default_config is None:
+        metrics = config.metrics
+        get_logger("bigbrotr.cli").warning(
+            f"no --config: running on {type(config).__name__}'s defaults",
+            interval_seconds=config.interval,
+            metrics=f"on, {metrics.host}:{metrics.port}" if metrics.enabled else "off",
+        )
     if args.target == "demo":
-        from bigbrotr.core.logger import get_logger
-
         get_logger("bigbrotr.demo").info(
             "the demo simulates a service: it fails about 1 cycle in 10 on purpose, so the "
             "failure metrics, logs and status page have something to show; "
             "another port: bigbrotr run demo --port 8001"
         )
-    from concurrent.futures import ThreadPoolExecutor
-
-    loop = asyncio.new_event_loop()
-    threads = ThreadPoolExecutor(thread_name_prefix=_TO_THREAD)  # asyncio.to_thread's
-    loop.set_default_executor(threads)
-    try:
-        code: int = loop.run_until_complete(serve(service, signals, once=args.once))
-    finally:  # as asyncio.run does, but not waiting for executor threads (see below)
-        threads.shutdown(wait=False)
-        if tasks := asyncio.all_tasks(loop):
-            for task in tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
-    _leave_stuck_threads(code)
-    return code
-
-
-#: Names the threads of ``asyncio.to_thread`` under ``bigbrotr run``.
-_TO_THREAD = "bigbrotr-to-thread"
-
-
-def _leave_stuck_threads(code: int) -> None:
-    """Exit now if a thread of ``asyncio.to_thread`` would hold the exit.
-
-    Python waits for such threads at exit, however long they take; a cycle
-    cancelled after ``shutdown_grace`` may have left one running. It gets half
-    a second, then the process exits with ``code`` without it (and without
-    ``atexit`` handlers: the one way out of a thread that will not end).
-    Threads the service started itself are left to Python's usual exit.
-    """
-    import os
-    import threading
-    import time
-
-    deadline = time.monotonic() + 0.5
-    stuck = [thread for thread in threading.enumerate() if thread.name.startswith(_TO_THREAD)]
-    for thread in stuck:
-        thread.join(max(0.0, deadline - time.monotonic()))
-    if any(thread.is_alive() for thread in stuck):
-        from bigbrotr.core.logger import get_logger
-
-        names = ", ".join(thread.name for thread in stuck if thread.is_alive())
-        get_logger(__name__).warning("exiting without waiting for stuck threads", threads=names)
-        logging.shutdown()
-        os._exit(code)
+    return runner.run(service, signals, once=args.once)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Process-level policy: exit codes, user mistakes, and what SIGINT/SIGTERM do.
+"""Process-level policy: exit codes, user mistakes, and what SIGINT/SIGTERM/SIGHUP do.
 
 This module imports only the standard library, so the CLI can install the
 signal handlers before it loads anything heavy: a signal that arrives while
@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, NoReturn
 
@@ -44,7 +45,7 @@ class UsageError(Exception):
 
 
 class ShutdownSignals:
-    """SIGINT/SIGTERM policy: the first asks for a graceful stop, the second exits at once.
+    """The one signal mechanism: SIGINT/SIGTERM stop gracefully (twice: at once); SIGHUP reloads.
 
     The handlers are Python-level and stay installed from before anything
     starts until the process ends. Python runs them in the main thread between
@@ -52,18 +53,22 @@ class ShutdownSignals:
     (``time.sleep``, a CPU loop) where a loop-dispatched handler would wait:
     the first signal is logged at once and hands the shutdown request to the
     loop; the second exits with 130 on the spot. A signal during start-up is
-    remembered and honoured as soon as the service exists.
+    remembered and honoured as soon as the service exists. SIGHUP runs the
+    reload given to ``on_reload`` on the loop (the web config: certificates
+    and users); with nothing to reload, it stops the process gracefully, as
+    its default action would stop it.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.received = 0
         self._service: BaseService[BaseServiceConfig] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._reload: Callable[[], object] | None = None
 
     def install(self) -> None:
-        """Catch SIGINT and SIGTERM from now on."""
+        """Catch SIGINT, SIGTERM and SIGHUP from now on."""
         for sig in self.SIGNALS:
             signal.signal(sig, self._handle)
 
@@ -71,6 +76,11 @@ class ShutdownSignals:
         """Give the signals back their default handling (for commands that do not run)."""
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+    def on_reload(self, reload: Callable[[], object] | None) -> None:
+        """Run ``reload`` on the attached loop at each SIGHUP (None: SIGHUP stops)."""
+        self._reload = reload
 
     def attach(self, service: BaseService[BaseServiceConfig]) -> None:
         """Send the shutdown request to ``service``, on the running loop."""
@@ -82,9 +92,13 @@ class ShutdownSignals:
 
     def detach(self) -> None:
         """Stop sending requests to the service (before its loop closes)."""
-        self._service = self._loop = None
+        self._service = self._loop = self._reload = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        loop, reload = self._loop, self._reload
+        if signum == signal.SIGHUP and loop is not None and reload is not None:
+            loop.call_soon_threadsafe(reload)
+            return
         self.received += 1
         name = signal.Signals(signum).name
         if self.received > 1:

@@ -1,8 +1,10 @@
-"""Process wiring: find the service, load its config, start, handle signals, stop.
+"""Process wiring: find the service, load its config, run it forever or once, stop.
 
 Everything a user can get wrong (a bad target, a missing or invalid file, a
 port in use) is raised as ``UsageError`` with a one-line message, which the CLI
-prints and turns into exit code 2.
+prints and turns into exit code 2. ``run`` owns the event loop of ``bigbrotr
+run`` (as uvicorn's ``Server.run`` wraps ``serve``); ``serve_forever`` and
+``serve_once`` are the two ways a service runs under it.
 """
 
 from __future__ import annotations
@@ -12,28 +14,30 @@ import contextlib
 import errno
 import importlib
 import importlib.util
+import inspect
+import logging
 import os
 import re
-import signal
 import socket
 import sys
+import threading
 import time
 import traceback
-import urllib.request
+import typing
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-from prometheus_client import REGISTRY, push_to_gateway
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from bigbrotr.core.async_collectors import refresh as refresh_async_collectors
+from bigbrotr import pushgateway
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig, load_config
 from bigbrotr.core.config import describe_validation_error, masked
 from bigbrotr.core.logger import get_logger
-from bigbrotr.core.metrics_config import PushgatewayConfig
 from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.web_config import load_web_config
 from bigbrotr.core.yaml import ConfigFileError
@@ -44,7 +48,9 @@ __all__ = [
     "Target",
     "UsageError",
     "resolve_target",
-    "serve",
+    "run",
+    "serve_forever",
+    "serve_once",
     "with_port",
 ]
 
@@ -59,9 +65,18 @@ _log = get_logger(__name__)
 
 @dataclass(frozen=True)
 class Target:
-    """A resolved ``TARGET``: the service class and its default config file."""
+    """A resolved ``TARGET``: how to build the service, its config class and default file.
 
-    service_class: type[BaseService[BaseServiceConfig]]
+    Attributes:
+        name: The target as ``module:attribute``, for messages.
+        make: The service class, or a factory taking the loaded config.
+        config_class: What the config file is validated against.
+        default_config: The file used without ``--config`` (bundled services).
+    """
+
+    name: str
+    make: Callable[[BaseServiceConfig], BaseService[BaseServiceConfig]]
+    config_class: type[BaseServiceConfig]
     default_config: Path | None
 
     def load_config(self, path: Path | None) -> BaseServiceConfig:
@@ -70,7 +85,7 @@ class Target:
         Raises:
             UsageError: If the file is missing or invalid.
         """
-        config_class = self.service_class.CONFIG_CLASS
+        config_class = self.config_class
         path = path or self.default_config
         try:
             if path is None:
@@ -86,7 +101,7 @@ class Target:
             raise UsageError(str(exc)) from None
         except ValidationError as exc:
             raise UsageError(
-                f"{self.service_class.__name__} defaults: {describe_validation_error(exc)} "
+                f"{config_class.__name__} defaults: {describe_validation_error(exc)} "
                 "(pass --config FILE)"
             ) from None
 
@@ -127,15 +142,31 @@ class Target:
             raise UsageError(str(exc)) from None
 
     def build(self, config: BaseServiceConfig) -> BaseService[BaseServiceConfig]:
-        """Instantiate the service with ``config``.
+        """Build the service with ``config`` (the class, or the factory).
 
         Raises:
-            UsageError: If the class cannot be built from a config alone.
+            UsageError: If the class cannot be built from a config alone (its
+                ``__init__`` takes dependencies: give a factory instead), or
+                the factory fails or returns something else than a service.
         """
+        what = self.name.rpartition(":")[2]
         try:
-            return self.service_class(config)
+            service = self.make(config)
         except TypeError as exc:
-            raise UsageError(f"cannot build {self.service_class.__name__}: {exc}") from None
+            hint = ""
+            if isinstance(self.make, type) and "required" in str(exc):
+                hint = " (it takes dependencies: give a factory, module:function, that builds it)"
+            raise UsageError(f"cannot build {what}: {exc}{hint}") from None
+        except Exception as exc:
+            raise UsageError(
+                f"cannot build {what}: {_place(exc, self.name.partition(':')[0])}"
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+        if not isinstance(service, BaseService):
+            raise UsageError(
+                f"factory {self.name!r} returned {type(service).__name__}, not a BaseService"
+            )
+        return service
 
 
 def with_port(config: BaseServiceConfig, port: int, path: Path | None) -> BaseServiceConfig:
@@ -152,14 +183,18 @@ def with_port(config: BaseServiceConfig, port: int, path: Path | None) -> BaseSe
 
 
 def resolve_target(target: str) -> Target:
-    """Turn ``package.module:ClassName`` or a bundled name into a ``Target``.
+    """Turn ``module:ClassName``, ``module:factory`` or a bundled name into a ``Target``.
 
     The current directory is importable, as with ``python -m``, so a service
-    module beside its YAML file works without installing it.
+    module beside its YAML file works without installing it. A factory is a
+    function that takes the loaded config and returns the service (as
+    uvicorn's ``--factory``), for a service whose ``__init__`` takes
+    dependencies; the config class comes from its parameter's annotation,
+    else from its return annotation's ``CONFIG_CLASS``.
 
     Raises:
-        UsageError: If the target is malformed, cannot be imported, or is not
-            a ``BaseService`` subclass.
+        UsageError: If the target is malformed, cannot be imported, or is
+            neither a ``BaseService`` subclass nor a function.
     """
     default_config: Path | None = None
     if target in BUNDLED_SERVICES:
@@ -177,12 +212,38 @@ def resolve_target(target: str) -> Target:
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     module = _import(module_name)
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        raise UsageError(f"module {module_name!r} has no class {class_name!r}")
-    if not (isinstance(cls, type) and issubclass(cls, BaseService)):
-        raise UsageError(f"{target!r} is not a BaseService subclass")
-    return Target(cls, default_config)
+    found = getattr(module, class_name, None)
+    if found is None:
+        raise UsageError(f"module {module_name!r} has no class {class_name!r} (nor a factory)")
+    if isinstance(found, type) and issubclass(found, BaseService):
+        return Target(target, found, found.CONFIG_CLASS, default_config)
+    if inspect.isfunction(found):
+        return Target(target, found, _factory_config_class(found, target), default_config)
+    raise UsageError(f"{target!r} is not a BaseService subclass, nor a factory function")
+
+
+def _factory_config_class(factory: Callable[..., Any], target: str) -> type[BaseServiceConfig]:
+    """The config class a factory takes: its first parameter's type, else its service's.
+
+    Raises:
+        UsageError: If the annotations cannot be read, or name neither.
+    """
+    try:
+        hints = typing.get_type_hints(factory)
+    except Exception as exc:
+        raise UsageError(f"factory {target!r}: cannot read its annotations: {exc}") from None
+    parameters = list(inspect.signature(factory).parameters)
+    candidates = [hints.get(parameters[0]) if parameters else None]
+    returned = hints.get("return")
+    if isinstance(returned, type) and issubclass(returned, BaseService):
+        candidates.append(returned.CONFIG_CLASS)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, BaseServiceConfig):
+            return candidate
+    raise UsageError(
+        f"{target!r} is not a BaseService subclass; as a factory, annotate its config "
+        "parameter (config: MyConfig) or its return type (-> MyService)"
+    )
 
 
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -230,50 +291,76 @@ def _place(error: BaseException, module_name: str) -> str:
     return f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
 
 
-async def serve(
-    service: BaseService[BaseServiceConfig], signals: ShutdownSignals, *, once: bool = False
-) -> int:
-    """Run ``service`` until it stops, and return the process exit code.
+#: Names the threads of ``asyncio.to_thread`` under ``bigbrotr run``.
+_TO_THREAD = "bigbrotr-to-thread"
 
-    Continuous mode starts the metrics server (when enabled) and runs
-    ``run_forever()``; ``once`` runs a single cycle without serving. The
-    resolved config is logged once, when the service starts.
+
+def run(service: BaseService[BaseServiceConfig], signals: ShutdownSignals, *, once: bool) -> int:
+    """Run ``service`` on an event loop of its own, forever or once; the exit code.
+
+    As ``asyncio.run``, but executor threads are not waited for: a cycle cut
+    off after ``shutdown_grace`` may have left a thread of
+    ``asyncio.to_thread`` running, and the process must still exit in time.
 
     Raises:
-        UsageError: If the metrics port cannot be bound.
+        UsageError: If the metrics endpoint cannot start (port, web config).
+    """
+    loop = asyncio.new_event_loop()
+    threads = ThreadPoolExecutor(thread_name_prefix=_TO_THREAD)  # asyncio.to_thread's
+    loop.set_default_executor(threads)
+    main = serve_once(service, signals) if once else serve_forever(service, signals)
+    try:
+        code = loop.run_until_complete(main)
+    finally:
+        threads.shutdown(wait=False)
+        if tasks := asyncio.all_tasks(loop):
+            for task in tasks:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+    _leave_stuck_threads(code)
+    return code
+
+
+def _leave_stuck_threads(code: int) -> None:
+    """Exit now if a thread of ``asyncio.to_thread`` would hold the exit.
+
+    Python waits for such threads at exit, however long they take. They get
+    half a second, then the process exits with ``code`` without them (and
+    without ``atexit`` handlers: the one way out of a thread that will not
+    end). Threads the service started itself are left to Python's usual exit.
+    """
+    deadline = time.monotonic() + 0.5
+    stuck = [thread for thread in threading.enumerate() if thread.name.startswith(_TO_THREAD)]
+    for thread in stuck:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in stuck):
+        names = ", ".join(thread.name for thread in stuck if thread.is_alive())
+        _log.warning("exiting without waiting for stuck threads", threads=names)
+        logging.shutdown()
+        os._exit(code)
+
+
+async def serve_forever(service: BaseService[BaseServiceConfig], signals: ShutdownSignals) -> int:
+    """Serve the metrics (when enabled) and run cycles until a signal or the failure limit.
+
+    SIGHUP re-reads ``metrics.web_config_file`` while it runs.
+
+    Returns:
+        ``EXIT_FAILED`` if the failure limit stopped it, else ``EXIT_OK``.
+
+    Raises:
+        UsageError: If the metrics endpoint cannot start (port, web config).
     """
     signals.attach(service)
     try:
-        if once:
-            _log_start(service, once)
-            async with service:
-                if not service.is_running:  # a signal came during start-up
-                    _log.info("stopped before the cycle", reason="shutdown requested")
-                    return EXIT_OK
-                return await _once(service, signals)
         server = MetricsServer(service.config.metrics, health=service.health, status=service.status)
+        await _start(server)
         try:
-            await server.start()
-        except ConfigFileError as exc:
-            raise UsageError(str(exc)) from None
-        except FileNotFoundError as exc:
-            raise UsageError(f"web config file not found: {exc.filename}") from None
-        except OSError as exc:
-            hint = " (--port picks another)" if exc.errno == errno.EADDRINUSE else ""
-            raise UsageError(f"{exc.strerror or exc}{hint}") from None
-        loop = asyncio.get_running_loop()
-        reloads = server.url is not None and service.config.metrics.web_config_file is not None
-        reloading: set[asyncio.Task[bool]] = set()  # held, so a reload is not collected
-
-        def reload() -> None:
-            task = loop.create_task(server.reload_web_config())
-            reloading.add(task)
-            task.add_done_callback(reloading.discard)
-
-        if reloads:  # certificates and users rotate without a restart
-            loop.add_signal_handler(signal.SIGHUP, reload)
-        try:
-            _log_start(service, once)
+            if server.url is not None and service.config.metrics.web_config_file is not None:
+                signals.on_reload(_reloader(server))  # certificates and users rotate live
+            _log_start(service, once=False)
             if server.url:
                 path = service.config.metrics.path
                 base = server.url.removesuffix(path)
@@ -282,8 +369,7 @@ async def serve(
             async with service:
                 failed = await service.run_forever()
         finally:
-            if reloads:
-                loop.remove_signal_handler(signal.SIGHUP)
+            signals.on_reload(None)
             await server.stop()
         _log.info("stopped", reason="failure limit" if failed else "shutdown requested")
         return EXIT_FAILED if failed else EXIT_OK
@@ -291,97 +377,71 @@ async def serve(
         signals.detach()
 
 
-async def _once(service: BaseService[BaseServiceConfig], signals: ShutdownSignals) -> int:
-    """One cycle, then the push to the Pushgateway (if configured) and one completion line.
-
-    A failed push turns exit 0 into 1 but never hides the cycle's own result.
-    """
-    started = time.monotonic()
-    succeeded = await service.run_cycle()
-    duration = time.monotonic() - started
-    service.set_gauge("run_duration_seconds", duration)
-    gateway = service.config.metrics.pushgateway
-    if succeeded:
-        service.set_gauge("last_success_timestamp", time.time())
-    elif gateway is not None and (previous := await _previous_success(gateway, service)):
-        service.set_gauge("last_success_timestamp", previous)  # the PUT would erase it
-    pushed = await _push(gateway)
-    # a signal stops cleanly (exit 0), even a cycle it cut short after the grace
-    code = EXIT_OK if succeeded or signals.received else EXIT_FAILED
-    if pushed is False and code == EXIT_OK:
-        code = EXIT_FAILED
-    _log.info(
-        "once done",
-        outcome="success" if succeeded else "failure",
-        duration_seconds=round(duration, 3),
-        pushed=pushed,
-    )
-    return code
-
-
-async def _previous_success(
-    gateway: PushgatewayConfig, service: BaseService[BaseServiceConfig]
-) -> float | None:
-    """The last success the Pushgateway holds for this group, or None.
-
-    A push replaces the whole group, so a failed run would otherwise erase the
-    time of the last success, and a "no success for a day" alert would go
-    silent exactly when it should fire. When it cannot be read, the push goes
-    on without it and a WARNING says so.
-    """
-    wanted = {
-        "job": gateway.job,
-        **gateway.grouping_key,
-        "service": service.SERVICE_NAME,
-        "name": "last_success_timestamp",
-    }
+async def _start(server: MetricsServer) -> None:
+    """Start the metrics server; what the user got wrong is a ``UsageError``."""
     try:
-        return await asyncio.to_thread(_find_on_gateway, gateway, wanted)
-    except Exception as exc:  # unreachable, or not metrics (a proxy's page): push anyway
-        _log.warning(
-            "could not read the last success from the Pushgateway",
-            url=gateway.url,
-            reason=f"{type(exc).__name__}: {exc}",
-        )
-    return None
+        await server.start()
+    except ConfigFileError as exc:
+        raise UsageError(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise UsageError(f"web config file not found: {exc.filename}") from None
+    except OSError as exc:
+        hint = " (--port picks another)" if exc.errno == errno.EADDRINUSE else ""
+        raise UsageError(f"{exc.strerror or exc}{hint}") from None
 
 
-def _find_on_gateway(gateway: PushgatewayConfig, wanted: dict[str, str]) -> float | None:
-    """The value of the ``service_gauge`` series with exactly these labels on the gateway."""
-    url = f"{gateway.url.rstrip('/')}/metrics"
-    with urllib.request.urlopen(url, timeout=gateway.timeout) as response:
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = dict(sample.labels)
-            if labels.get("instance") == "" and "instance" not in wanted:
-                del labels["instance"]  # the Pushgateway adds an empty one
-            if sample.name == "service_gauge" and labels == wanted:
-                return float(sample.value)
-    return None
+def _reloader(server: MetricsServer) -> Callable[[], None]:
+    """A SIGHUP callback (on the loop) that reloads the web config in a task of its own."""
+    loop = asyncio.get_running_loop()
+    reloading: set[asyncio.Task[bool]] = set()  # held, so a reload is not collected
+
+    def reload() -> None:
+        task = loop.create_task(server.reload_web_config())
+        reloading.add(task)
+        task.add_done_callback(reloading.discard)
+
+    return reload
 
 
-async def _push(gateway: PushgatewayConfig | None) -> bool | None:
-    """Push the default registry; None when there is no Pushgateway, else whether it worked."""
-    if gateway is None:
-        return None
-    # Values fetched at scrape time are fetched for the push too (failures are logged).
-    await refresh_async_collectors(REGISTRY, gateway.timeout / 2)
+async def serve_once(service: BaseService[BaseServiceConfig], signals: ShutdownSignals) -> int:
+    """One cycle without serving, then the push (if configured) and one completion line.
+
+    A failed push turns exit 0 into 1 but never hides the cycle's own result; a
+    signal stops cleanly (exit 0), even a cycle it cut short after the grace.
+    """
+    signals.attach(service)
     try:
-        await asyncio.to_thread(
-            push_to_gateway,
-            gateway.url,
-            job=gateway.job,
-            registry=REGISTRY,
-            grouping_key=gateway.grouping_key,
-            timeout=gateway.timeout,
+        _log_start(service, once=True)
+        async with service:
+            if not service.is_running:  # a signal came during start-up
+                _log.info("stopped before the cycle", reason="shutdown requested")
+                return EXIT_OK
+            started = time.monotonic()
+            succeeded = await service.run_cycle()
+            duration = time.monotonic() - started
+            service.set_gauge("run_duration_seconds", duration)
+            gateway = service.config.metrics.pushgateway
+            pushed = None
+            if succeeded:
+                service.set_gauge("last_success_timestamp", time.time())
+            if gateway is not None:
+                if not succeeded and (
+                    previous := await pushgateway.previous_success(gateway, service.SERVICE_NAME)
+                ):
+                    service.set_gauge("last_success_timestamp", previous)  # the PUT would erase it
+                pushed = await pushgateway.push(gateway)
+        code = EXIT_OK if succeeded or signals.received else EXIT_FAILED
+        if pushed is False and code == EXIT_OK:
+            code = EXIT_FAILED
+        _log.info(
+            "once done",
+            outcome="success" if succeeded else "failure",
+            duration_seconds=round(duration, 3),
+            pushed=pushed,
         )
-    except Exception as exc:  # any failure of the push is reported, never raised
-        _log.error(
-            "push to the Pushgateway failed", url=gateway.url, reason=f"{type(exc).__name__}: {exc}"
-        )
-        return False
-    return True
+        return code
+    finally:
+        signals.detach()
 
 
 def _log_start(service: BaseService[BaseServiceConfig], once: bool) -> None:

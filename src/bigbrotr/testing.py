@@ -41,6 +41,7 @@ import pytest
 
 if TYPE_CHECKING:  # imported when used: the plugin loads in every pytest run
     from bigbrotr.core.base_service import BaseService
+    from bigbrotr.core.samples import sample_value
     from bigbrotr.core.server import MetricsServer
 
 __all__ = ["FakeClock", "Scrape", "ServiceHarness", "bigbrotr", "sample_value"]
@@ -85,23 +86,6 @@ class FakeClock:
         return event.is_set()
 
 
-def sample_value(text: str, sample_name: str, /, **labels: str) -> float | None:
-    """The value of the sample ``sample_name`` with these labels in exposition text, or None.
-
-    Matches when every label given is equal (others may be present). Works on
-    the text format and on OpenMetrics.
-    """
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(text.replace("# EOF\n", "")):
-        for sample in family.samples:
-            if sample.name == sample_name and all(
-                sample.labels.get(k) == v for k, v in labels.items()
-            ):
-                return float(sample.value)
-    return None
-
-
 @dataclass(frozen=True)
 class Scrape:
     """One scrape of the metrics endpoint."""
@@ -112,6 +96,8 @@ class Scrape:
 
     def value(self, sample_name: str, /, **labels: str) -> float | None:
         """A sample's value by name and labels (see ``sample_value``)."""
+        from bigbrotr.core.samples import sample_value
+
         return sample_value(self.text, sample_name, **labels)
 
 
@@ -218,3 +204,15 @@ def bigbrotr() -> Iterator[Callable[..., ServiceHarness[Any]]]:
     for collector in registered():  # registered during the test: gone with it
         if id(collector) not in collectors_before:
             unregister_async_collector(collector)
+
+
+def __getattr__(name: str) -> object:
+    """``sample_value`` lives in ``bigbrotr.core.samples``; imported when first used.
+
+    The plugin loads in every pytest run, so it imports nothing it does not use.
+    """
+    if name == "sample_value":
+        from bigbrotr.core.samples import sample_value
+
+        return sample_value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
