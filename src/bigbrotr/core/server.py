@@ -32,12 +32,12 @@ from aiohttp import web
 from prometheus_client import REGISTRY, Counter
 from prometheus_client.registry import CollectorRegistry
 
-from bigbrotr.core.exposition import Endpoint, Request
-from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
+from bigbrotr.core.exposition import Access, Endpoint, Request, Site
+from bigbrotr.core.health import HealthSnapshot
 from bigbrotr.core.logger import Throttle, get_logger
 from bigbrotr.core.metrics_config import MetricsConfig
 from bigbrotr.core.per_registry import PerRegistry
-from bigbrotr.core.status import CONTENT_SECURITY_POLICY, StatusSnapshot, as_json, page
+from bigbrotr.core.status import StatusSnapshot
 from bigbrotr.core.web_config import WebConfig, load_web_config
 from bigbrotr.core.yaml import ConfigFileError
 
@@ -177,32 +177,6 @@ class _Guarded(asyncio.Protocol):
             self._transport.abort()
 
 
-#: The ``Server`` header: no versions for a scanner to match against advisories.
-_SERVER = "bigbrotr"
-#: Health endpoints (Kubernetes' names) and the verdict each one gives.
-_HEALTH: dict[str, Callable[[HealthSnapshot], Verdict]] = {
-    "/healthz": liveness,
-    "/livez": liveness,
-    "/readyz": readiness,
-}
-_READS = ("GET", "HEAD")
-#: The status page for people, and the same state for machines.
-_STATUS_PAGE, _STATUS_JSON = "/", "/status.json"
-
-
-def _unauthorized(extra_headers: dict[str, str]) -> web.Response:
-    """401 asking for basic auth, saying nothing about what is behind it."""
-    return web.Response(
-        status=401,
-        text="unauthorized\n",
-        headers={
-            **extra_headers,
-            "WWW-Authenticate": 'Basic realm="metrics", charset="UTF-8"',
-            "Server": _SERVER,
-        },
-    )
-
-
 class _ServerThread:
     """An aiohttp server on its own event loop in a daemon thread."""
 
@@ -218,11 +192,15 @@ class _ServerThread:
         self.bound: Future[int] = Future()
         self.done: Future[None] = Future()
         self._config = config
-        self._endpoint = endpoint
         self._metrics = metrics
         self.web = web
-        self._health = health
-        self._status = status
+        self._site = Site(
+            endpoint,
+            metrics_path=config.path,
+            health=health,
+            status=status,
+            access=lambda: Access(self.web.auth, self.web.headers, config.unprotected_paths),
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._errors = _client_error_log(metrics.client_errors)
@@ -267,28 +245,11 @@ class _ServerThread:
         loop = asyncio.get_running_loop()
         self._loop, self._stop = loop, asyncio.Event()
         loop.set_exception_handler(self._loop_error)
-        endpoint = self._endpoint
         config = self._config
+        site = self._site
 
         async def handle(request: web.Request) -> web.Response:
-            settings = self.web  # read per request: a reload swaps it
-            auth, extra_headers = settings.auth, settings.headers
-            if auth is not None and request.path not in config.unprotected_paths:
-                given = request.headers.get("Authorization")
-                if not auth.cached(given) and not await loop.run_in_executor(
-                    None, auth.check, given
-                ):  # bcrypt: never on this loop
-                    return _unauthorized(extra_headers)
-            try:
-                own = self._own_page(request)
-            except Exception:  # a bug of ours: logged, answered without aiohttp's banner
-                _log.exception("answering a health or status request failed", path=request.path)
-                own = web.Response(status=500, text="internal error\n")
-            if own is not None:
-                # The page's own headers (its CSP, Allow) win over the configured ones.
-                own.headers.update({**extra_headers, **own.headers, "Server": _SERVER})
-                return own  # aiohttp sends no body for HEAD
-            response = await endpoint.respond(
+            response = await site.respond(
                 Request(
                     request.method,
                     request.path,
@@ -297,9 +258,7 @@ class _ServerThread:
                 )
             )
             return web.Response(
-                status=response.status,
-                headers={**response.headers, **extra_headers, "Server": _SERVER},
-                body=response.body,
+                status=response.status, headers=response.headers, body=response.body
             )
 
         app = web.Application()
@@ -335,31 +294,6 @@ class _ServerThread:
         finally:
             server.close()
             await runner.cleanup()
-
-    def _own_page(self, request: web.Request) -> web.Response | None:
-        """Health and status answers, or None for the scrape endpoint to answer."""
-        path = request.path
-        if path == self._config.path:
-            return None
-        verdict = _HEALTH.get(path) if self._health is not None else None
-        is_status = self._status is not None and path in (_STATUS_PAGE, _STATUS_JSON)
-        if verdict is None and not is_status:
-            return None
-        if request.method not in _READS:
-            allow = {"Allow": "GET, HEAD"}
-            return web.Response(status=405, text="method not allowed\n", headers=allow)
-        if verdict is not None and self._health is not None:
-            answer = verdict(self._health())
-            return web.Response(status=answer.status, text=answer.text("verbose" in request.query))
-        assert self._status is not None
-        snapshot = self._status()
-        if path == _STATUS_JSON:
-            return web.json_response(as_json(snapshot))
-        return web.Response(
-            text=page(snapshot, metrics_path=self._config.path),
-            content_type="text/html",
-            headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY},
-        )
 
     def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """Failed accepts (EMFILE ...) go to the once-a-minute line; anything else is ours."""

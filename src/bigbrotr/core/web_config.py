@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import hmac
 import re
+import secrets
 import ssl
 import threading
 from collections import OrderedDict
@@ -103,15 +104,18 @@ class BasicAuth:
 
     An unknown user costs a bcrypt check against a dummy hash of the same cost
     as the real ones, so timing says nothing about which names exist. A
-    successful check is remembered under a digest of (user, password, stored
-    hash): a changed hash, or another password, never matches the memory, and
-    the password itself is never kept.
+    successful check is remembered under a keyed digest of (user, password,
+    stored hash): a changed hash, or another password, never matches the
+    memory, and the password itself is never kept. Building one runs no bcrypt
+    (the dummy hash is made by the first ``check``, off the event loop), so a
+    web config can be loaded anywhere.
     """
 
     def __init__(self, users: dict[str, bytes]) -> None:
         self._users = users
-        cost = max((int(stored.split(b"$")[2]) for stored in users.values()), default=10)
-        self._dummy = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=cost))
+        self._cost = max((int(stored.split(b"$")[2]) for stored in users.values()), default=10)
+        self._dummy: bytes | None = None
+        self._secret = secrets.token_bytes(32)
         self._cache: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -131,7 +135,12 @@ class BasicAuth:
             return False
         user, password = credentials
         stored = self._users.get(user)
-        matched = bcrypt.checkpw(password.encode(), stored or self._dummy) and stored is not None
+        if stored is None:
+            if self._dummy is None:  # made once, here: off the event loop
+                self._dummy = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=self._cost))
+            bcrypt.checkpw(password.encode(), self._dummy)  # as long as a real check
+            return False
+        matched = bcrypt.checkpw(password.encode(), stored)
         if matched:
             key = self._key(header)
             assert key is not None
@@ -147,7 +156,7 @@ class BasicAuth:
             return None
         user, password = credentials
         material = b"\0".join((user.encode(), password.encode(), self._users[user]))
-        return hmac.digest(self._dummy, material, hashlib.sha256)
+        return hmac.digest(self._secret, material, hashlib.sha256)
 
 
 def _credentials(header: str | None) -> tuple[str, str] | None:

@@ -11,6 +11,9 @@ The pure core every adapter shares (``MetricsServer`` on aiohttp,
   reason), rendering in the calling thread.
 - ``Endpoint`` is the same policy for an event loop: renders off the loop,
   shared by concurrent scrapes, an in-flight limit and a render timeout (503).
+- ``Site`` is every route an endpoint serves: basic auth (``Access``), health,
+  the status page and JSON, the configured headers, and ``Endpoint`` for the
+  metrics. The aiohttp server and the ASGI app both call it.
 """
 
 from bigbrotr.core.exposition._endpoint import Endpoint
@@ -25,14 +28,17 @@ from bigbrotr.core.exposition._http import (
     respond,
 )
 from bigbrotr.core.exposition._renderer import fast_path_active, render
+from bigbrotr.core.exposition._site import Access, Site
 
 __all__ = [
     "CONTENT_TYPE_OPENMETRICS",
     "CONTENT_TYPE_TEXT",
+    "Access",
     "Endpoint",
     "Format",
     "Request",
     "Response",
+    "Site",
     "fast_path_active",
     "gzip_accepted",
     "negotiate",

@@ -1,0 +1,160 @@
+"""Every route a bigbrotr endpoint serves, as one policy: a request in, a response out.
+
+``Site.respond`` is what the aiohttp server and the ASGI app call for every
+request. It decides basic auth (bcrypt off the event loop; ``unprotected_paths``
+pass), answers ``/healthz``, ``/livez``, ``/readyz`` (``?verbose``), the status
+page at ``/`` and ``/status.json`` from the service's snapshots, hands
+everything else to the metrics ``Endpoint``, and adds the configured response
+headers. The adapters only translate requests and responses, so both serve
+the same bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from bigbrotr.core.exposition._endpoint import Endpoint
+from bigbrotr.core.exposition._http import Request, Response, for_method
+from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
+from bigbrotr.core.logger import get_logger
+from bigbrotr.core.status import CONTENT_SECURITY_POLICY, StatusSnapshot, as_json, page
+from bigbrotr.core.web_config import DEFAULT_HEADERS, BasicAuth
+
+__all__ = ["Access", "Site"]
+
+_log = get_logger(__name__)
+
+#: The ``Server`` header: no versions for a scanner to match against advisories.
+SERVER = "bigbrotr"
+#: Health endpoints (Kubernetes' names) and the verdict each one gives.
+_HEALTH: dict[str, Callable[[HealthSnapshot], Verdict]] = {
+    "/healthz": liveness,
+    "/livez": liveness,
+    "/readyz": readiness,
+}
+_READS = ("GET", "HEAD")
+#: The status page for people, and the same state for machines.
+_STATUS_PAGE, _STATUS_JSON = "/", "/status.json"
+_TEXT = "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may read, and what every answer carries (from the exporter-toolkit file).
+
+    Attributes:
+        auth: The basic-auth check, or None for none.
+        headers: Added to every response.
+        unprotected_paths: Paths served without basic auth (health probes).
+    """
+
+    auth: BasicAuth | None = None
+    headers: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_HEADERS))
+    unprotected_paths: frozenset[str] = frozenset()
+
+
+def _answer(status: int, body: bytes, content_type: str, **headers: str) -> Response:
+    return Response(
+        status, {"Content-Type": content_type, "Content-Length": str(len(body)), **headers}, body
+    )
+
+
+def _text(status: int, text: str, **headers: str) -> Response:
+    return _answer(status, text.encode(), _TEXT, **headers)
+
+
+class Site:
+    """The routes of one endpoint; see the module docstring.
+
+    Args:
+        endpoint: Serves the metrics path (and every path it is not told to skip).
+        metrics_path: The metrics path, which comes first (a status page at
+            ``/`` yields to metrics served at ``/``); None when the endpoint
+            serves every path (an app mounted under a prefix).
+        health: The service's health snapshot, for the health routes.
+        status: The service's status snapshot, for the status page and JSON.
+        access: Basic auth, headers and unprotected paths; read per request,
+            so a reload can swap it (a callable returning the current one).
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        metrics_path: str | None = "/metrics",
+        health: Callable[[], HealthSnapshot] | None = None,
+        status: Callable[[], StatusSnapshot] | None = None,
+        access: Callable[[], Access] = Access,
+    ) -> None:
+        self._endpoint = endpoint
+        self._metrics_path = metrics_path
+        self._health = health
+        self._status = status
+        self._access = access
+
+    async def respond(self, request: Request) -> Response:
+        """The whole answer to ``request``, headers included; HEAD gets no body."""
+        return for_method(request, await self._respond(request))
+
+    async def _respond(self, request: Request) -> Response:
+        access = self._access()  # once per request: a reload swaps it
+        if not await self._allowed(request, access):
+            return _text(
+                401,
+                "unauthorized\n",
+                **access.headers,
+                **{"WWW-Authenticate": 'Basic realm="metrics", charset="UTF-8"', "Server": SERVER},
+            )
+        try:
+            own = self._own_page(request)
+        except Exception:  # a bug of ours: logged, answered without a traceback
+            _log.exception("answering a health or status request failed", path=request.path)
+            own = _text(500, "internal error\n")
+        if own is not None:
+            # The page's own headers (its CSP, Allow) win over the configured ones.
+            return Response(
+                own.status, {**access.headers, **own.headers, "Server": SERVER}, own.body
+            )
+        response = await self._endpoint.respond(request)
+        headers = {**response.headers, **access.headers, "Server": SERVER}
+        return Response(response.status, headers, response.body)
+
+    async def _allowed(self, request: Request, access: Access) -> bool:
+        auth = access.auth
+        if auth is None or request.path in access.unprotected_paths:
+            return True
+        given = request.header("Authorization")
+        if auth.cached(given):
+            return True
+        # bcrypt: never on the event loop
+        return await asyncio.get_running_loop().run_in_executor(None, auth.check, given)
+
+    def _own_page(self, request: Request) -> Response | None:
+        """Health and status answers, or None for the metrics endpoint to answer."""
+        path = request.path
+        if path == self._metrics_path:
+            return None
+        verdict = _HEALTH.get(path) if self._health is not None else None
+        is_status = self._status is not None and path in (_STATUS_PAGE, _STATUS_JSON)
+        if verdict is None and not is_status:
+            return None
+        if request.method not in _READS:
+            return _text(405, "method not allowed\n", Allow="GET, HEAD")
+        if verdict is not None and self._health is not None:
+            answer = verdict(self._health())
+            verbose = any(name == "verbose" for name, _ in request.query)
+            return _text(answer.status, answer.text(verbose))
+        assert self._status is not None
+        snapshot = self._status()
+        if path == _STATUS_JSON:
+            body = json.dumps(as_json(snapshot)).encode()
+            return _answer(200, body, "application/json; charset=utf-8")
+        return _answer(
+            200,
+            page(snapshot, metrics_path=self._metrics_path or "/metrics").encode(),
+            "text/html; charset=utf-8",
+            **{"Content-Security-Policy": CONTENT_SECURITY_POLICY},
+        )
