@@ -2,8 +2,6 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# The oldest prometheus-client pyproject.toml allows; the renderer's tests run on it too.
-OLDEST_PROMETHEUS_CLIENT := 0.23.1
 OLDEST := .venv-oldest
 SUDO   := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 # Debian packages the tests and benchmarks use: prometheus/promtool, prometheus-pushgateway,
@@ -22,9 +20,25 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# Every runtime dependency, and the testing extra, at the lowest version pyproject.toml
+# allows ("name>=X" read as "name==X"): the pins are read from the bounds, so a bound and
+# its test cannot drift apart. The other dev extras come at their usual versions.
+define LOWEST_PINS
+import re, sys, tomllib
+with open("pyproject.toml", "rb") as file:
+    project = tomllib.load(file)["project"]
+for dependency in project["dependencies"] + project["optional-dependencies"]["testing"]:
+    bound = re.fullmatch(r"([A-Za-z0-9._-]+)>=([0-9][0-9.]*)", dependency)
+    if bound is None:
+        sys.exit(f"pyproject.toml: dependency {dependency!r}: expected NAME>=VERSION")
+    print(f"{bound[1]}=={bound[2]}")
+endef
+export LOWEST_PINS
+
 $(OLDEST)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(OLDEST)
-	$(OLDEST)/bin/pip install --quiet -e '.[dev]' 'prometheus-client==$(OLDEST_PROMETHEUS_CLIENT)'
+	$(PYTHON) -c "$$LOWEST_PINS" > $(OLDEST)/lowest.new && mv $(OLDEST)/lowest.new $(OLDEST)/lowest.txt
+	$(OLDEST)/bin/pip install --quiet -e '.[dev]' -r $(OLDEST)/lowest.txt
 	touch $@
 
 system-deps:
@@ -53,9 +67,14 @@ typecheck: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev system-deps
 	$(BIN)/pytest
 
-# The renderer's parity tests again, on the oldest supported prometheus-client.
+# The seed contract, the renderer, the HTTP adapters, the config, YAML, logging and
+# basic-auth code and the testing kit again, on those lowest versions.
 oldest: $(OLDEST)/.installed
-	$(OLDEST)/bin/pytest -p no:cacheprovider tests/test_renderer.py tests/test_exposition_http.py
+	@cat $(OLDEST)/lowest.txt
+	$(OLDEST)/bin/pytest -p no:cacheprovider tests/test_metrics.py tests/test_base_service.py \
+		tests/test_renderer.py tests/test_exposition_http.py tests/test_server.py \
+		tests/test_asgi.py tests/test_config.py tests/test_yaml.py tests/test_logger.py \
+		tests/test_web_config.py tests/test_testing.py
 
 test: lint typecheck unit oldest
 

@@ -78,6 +78,7 @@ class Runner:
         self.env = {**os.environ, **env}
         self.background: list[tuple[subprocess.Popen[bytes], Path]] = []
         self.last_output = ""
+        self.last_errors = ""  # the last command's stderr, for a caller's own assertions
 
     def run(self, document: list[Block]) -> list[str]:
         """Run every block; returns what each did (for the test's own assertions)."""
@@ -133,9 +134,10 @@ class Runner:
             timeout=240,
         )
         self.last_output = done.stdout.decode()
+        self.last_errors = done.stderr.decode()
         assert done.returncode == 0, (
             f"{self._where(block)}: exit {done.returncode}\n{script}\n"
-            f"stdout:\n{self.last_output}\nstderr:\n{done.stderr.decode()}"
+            f"stdout:\n{self.last_output}\nstderr:\n{self.last_errors}"
         )
 
     def _start_background(self, block: Block, ready: str) -> None:

@@ -14,6 +14,12 @@ def test_the_guide_runs_as_written(tmp_path: Path, guide: str) -> None:
     """Each block, in order, in an empty directory whose .venv has bigbrotr installed."""
     (tmp_path / ".venv").symlink_to(REPO / ".venv")  # the installed package, pytest included
     document = blocks((REPO / guide).read_text())
-    done = Runner(guide, tmp_path, {}).run(document)
+    runner = Runner(guide, tmp_path, {})
+    done = runner.run(document)
     assert len(done) == len(document) >= 4
     assert not any(what.startswith("skipped") for what in done)
+    # Each guide ends by running its tests with the pytest.ini it shows, which must not
+    # warn (pytest-asyncio prints a PytestDeprecationWarning at start-up when
+    # asyncio_default_fixture_loop_scope is unset).
+    assert " passed in " in runner.last_output
+    assert "warning" not in (runner.last_errors + runner.last_output).lower()
