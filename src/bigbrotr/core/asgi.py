@@ -1,17 +1,22 @@
-"""The metrics endpoint as an ASGI application, a second thin adapter over ``Endpoint``.
+"""The metrics endpoint as an ASGI application, a second thin adapter over ``Site``.
 
 ``MetricsServer`` serves the endpoint on aiohttp; this module serves the same
-``bigbrotr.core.exposition.Endpoint`` to any ASGI server or framework
-(uvicorn, hypercorn, Starlette, FastAPI). Its being a few dozen lines of
-translation is the proof that the core is framework-neutral: negotiation,
-gzip, ``name[]``, HEAD, 404/405, the in-flight limit, the render timeout and
-the 500/503 reasons all live in the core, and so do the renders, which run
-off the event loop on a ``bigbrotr-render`` thread and are shared by
-concurrent scrapes, exactly as under aiohttp.
+``bigbrotr.core.exposition.Site`` to any ASGI server or framework (uvicorn,
+hypercorn, Starlette, FastAPI). Its being a few dozen lines of translation is
+the proof that the core is framework-neutral: negotiation, gzip, ``name[]``,
+HEAD, 404/405, the in-flight limit, the render timeout, the 500/503 reasons,
+and, when asked, the health routes, the status page, basic auth and the
+configured headers all live in the core, and so do the renders, which run off
+the event loop on a ``bigbrotr-render`` thread and are shared by concurrent
+scrapes, exactly as under aiohttp. TLS is the ASGI server's own job.
 
 Examples:
     # standalone: uvicorn 'module:app'
     app = make_asgi_app(path="/metrics")
+
+    # a service's metrics, health and status page, behind basic auth:
+    app = make_asgi_app(path="/metrics", service=fetcher, web_config_file="web.yml",
+                        unprotected_paths={"/healthz", "/readyz"})
 
     # mounted, as with prometheus_client.make_asgi_app:
     api.mount("/metrics", make_asgi_app())
@@ -19,14 +24,20 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any, TypeAlias
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qsl
 
 from prometheus_client import REGISTRY
 from prometheus_client.registry import CollectorRegistry
 
-from bigbrotr.core.exposition import Endpoint, Request, Response
+from bigbrotr.core.exposition import Access, Endpoint, Request, Response, Site
+from bigbrotr.core.web_config import load_web_config
+from bigbrotr.core.yaml import ConfigFileError
+
+if TYPE_CHECKING:
+    from bigbrotr.core.base_service import BaseService
 
 __all__ = ["MetricsApp", "Receive", "Scope", "Send", "make_asgi_app"]
 
@@ -38,6 +49,8 @@ Receive: TypeAlias = Callable[[], Awaitable[Mapping[str, Any]]]
 #: app type-checks wherever theirs do, without depending on either.
 Send: TypeAlias = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
+#: What the app adds to the metrics alone: nothing (prometheus_client's app adds nothing).
+_PLAIN = Access(headers={})
 #: Close code for a WebSocket refused before the handshake completed (policy violation).
 _WEBSOCKET_REFUSED = 1008
 
@@ -47,7 +60,7 @@ class MetricsApp:
 
     Scope types:
 
-    - ``http``: every request is answered by ``Endpoint.respond``.
+    - ``http``: every request is answered by ``Site.respond``.
     - ``lifespan``: startup completes at once; shutdown stops the render
       thread. A framework that mounts this app does not forward its lifespan
       to it, so such a host may call ``close`` from its own shutdown (the
@@ -60,14 +73,15 @@ class MetricsApp:
     Build it with ``make_asgi_app``.
     """
 
-    def __init__(self, endpoint: Endpoint) -> None:
+    def __init__(self, endpoint: Endpoint, site: Site | None = None) -> None:
         self._endpoint = endpoint
+        self._site = site or Site(endpoint, metrics_path=None, access=lambda: _PLAIN, server=None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one ASGI connection: a scrape, the lifespan, or a refusal (see the class)."""
         kind = scope["type"]
         if kind == "http":
-            response = await self._endpoint.respond(_request(scope))
+            response = await self._site.respond(_request(scope))
             await _send_response(response, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -104,8 +118,14 @@ def make_asgi_app(
     path: str | None = None,
     max_requests_in_flight: int = 10,
     render_timeout: float = 10.0,
+    service: BaseService[Any] | None = None,
+    web_config_file: str | os.PathLike[str] | None = None,
+    unprotected_paths: Iterable[str] = (),
 ) -> MetricsApp:
     """An ASGI app exposing ``registry``, a drop-in for prometheus_client's.
+
+    Without the last three options it serves the metrics only, as
+    prometheus_client's app does; with them, what ``MetricsServer`` serves.
 
     Args:
         registry: The registry to expose; the endpoint's own
@@ -117,19 +137,47 @@ def make_asgi_app(
             framework's ``mount("/metrics", ...)`` needs.
         max_requests_in_flight: Scrapes served at once; more get 503.
         render_timeout: Seconds a scrape waits for its render before 503.
+        service: A ``BaseService`` whose ``/healthz``, ``/livez``, ``/readyz``,
+            status page (``/``) and ``/status.json`` are served too.
+        web_config_file: An exporter-toolkit web config file: basic auth
+            (checked with bcrypt off the event loop) and response headers. TLS
+            is the ASGI server's job (``uvicorn --ssl-certfile``), so a file
+            with ``tls_server_config`` is refused.
+        unprotected_paths: Paths served without basic auth (health probes).
 
     Raises:
         ValueError: If ``registry`` already holds metrics with the handler
             metrics' names (registered by something else).
+        ConfigFileError: If ``web_config_file`` is wrong, naming its key.
+        FileNotFoundError: If ``web_config_file`` does not exist.
     """
-    return MetricsApp(
-        Endpoint(
-            registry,
-            path=path,
-            max_requests_in_flight=max_requests_in_flight,
-            render_timeout=render_timeout,
-        )
+    unprotected = frozenset(unprotected_paths)
+    access = Access(unprotected_paths=unprotected)
+    if service is None and not unprotected:
+        access = _PLAIN  # the metrics alone, as prometheus_client's app: no headers of ours
+    if web_config_file is not None:
+        web = load_web_config(os.fspath(web_config_file))
+        if web.ssl_context is not None:
+            raise ConfigFileError(
+                f"{os.fspath(web_config_file)}: field 'tls_server_config': TLS is the ASGI "
+                "server's job (uvicorn --ssl-certfile/--ssl-keyfile); remove it here"
+            )
+        access = Access(web.auth, web.headers, unprotected)
+    endpoint = Endpoint(
+        registry,
+        path=path,
+        max_requests_in_flight=max_requests_in_flight,
+        render_timeout=render_timeout,
     )
+    site = Site(
+        endpoint,
+        metrics_path=path,
+        health=service.health if service is not None else None,
+        status=service.status if service is not None else None,
+        access=lambda: access,
+        server=None,  # the ASGI server's own
+    )
+    return MetricsApp(endpoint, site)
 
 
 def _request(scope: Scope) -> Request:

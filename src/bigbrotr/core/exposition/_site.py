@@ -78,6 +78,8 @@ class Site:
         status: The service's status snapshot, for the status page and JSON.
         access: Basic auth, headers and unprotected paths; read per request,
             so a reload can swap it (a callable returning the current one).
+        server: The ``Server`` header, or None to leave it to the web server
+            (an ASGI server sets its own).
     """
 
     def __init__(
@@ -88,8 +90,10 @@ class Site:
         health: Callable[[], HealthSnapshot] | None = None,
         status: Callable[[], StatusSnapshot] | None = None,
         access: Callable[[], Access] = Access,
+        server: str | None = SERVER,
     ) -> None:
         self._endpoint = endpoint
+        self._server = {"Server": server} if server is not None else {}
         self._metrics_path = metrics_path
         self._health = health
         self._status = status
@@ -106,7 +110,8 @@ class Site:
                 401,
                 "unauthorized\n",
                 **access.headers,
-                **{"WWW-Authenticate": 'Basic realm="metrics", charset="UTF-8"', "Server": SERVER},
+                **{"WWW-Authenticate": 'Basic realm="metrics", charset="UTF-8"'},
+                **self._server,
             )
         try:
             own = self._own_page(request)
@@ -119,7 +124,7 @@ class Site:
                 own.status, {**access.headers, **own.headers, "Server": SERVER}, own.body
             )
         response = await self._endpoint.respond(request)
-        headers = {**response.headers, **access.headers, "Server": SERVER}
+        headers = {**response.headers, **access.headers, **self._server}
         return Response(response.status, headers, response.body)
 
     async def _allowed(self, request: Request, access: Access) -> bool:
