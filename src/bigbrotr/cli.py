@@ -178,7 +178,7 @@ def _port(text: str) -> int:
 def _check(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     import yaml
 
-    from bigbrotr.runner import resolve_target
+    from bigbrotr.targets import resolve_target
 
     signals.restore()  # nothing to stop gracefully: Ctrl-C just interrupts
     from bigbrotr.core.config import masked
@@ -193,15 +193,15 @@ def _check(args: argparse.Namespace, signals: ShutdownSignals) -> int:
 
 
 def _run(args: argparse.Namespace, signals: ShutdownSignals) -> int:
-    from bigbrotr import runner
+    from bigbrotr import runner, targets
     from bigbrotr.core.logger import configure_logging, get_logger
 
-    target = runner.resolve_target(args.target)
+    target = targets.resolve_target(args.target)
     config = target.load_config(args.config)
     if args.port is not None:
         if args.once:
             raise UsageError("--port: a --once run serves no metrics (it can push them)")
-        config = runner.with_port(config, args.port, args.config or target.default_config)
+        config = targets.with_port(config, args.port, args.config or target.default_config)
     service = target.build(config)
     configure_logging(service.SERVICE_NAME, args.log_level, args.log_format)
     if args.config is None and target.default_config is None:

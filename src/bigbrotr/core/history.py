@@ -8,10 +8,41 @@ reader sees one cycle's state or the next's, never half of one.
 
 from __future__ import annotations
 
-from bigbrotr.core.clock import Clock
-from bigbrotr.core.status import HISTORY, CycleRecord, LastError
+from dataclasses import dataclass
 
-__all__ = ["CycleHistory", "shortened"]
+from bigbrotr.core.clock import Clock
+
+__all__ = ["HISTORY", "CycleHistory", "CycleRecord", "LastError", "shortened"]
+
+#: How many recent cycles the page charts.
+HISTORY = 60
+
+
+@dataclass(frozen=True)
+class CycleRecord:
+    """One finished cycle.
+
+    Attributes:
+        ended_at: Unix time it ended.
+        duration: Seconds it ran.
+        ok: Whether it succeeded.
+        error: The exception type of a failed cycle.
+    """
+
+    ended_at: float
+    duration: float
+    ok: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class LastError:
+    """The most recent failure: exception type, message (shortened), Unix time."""
+
+    type: str
+    message: str
+    at: float
+
 
 _MAX_ERROR_TEXT = 1000
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
 from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from bigbrotr.core._status_chart import CHART_HEIGHT, chart, scale_y, seconds, utc
 from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
+from bigbrotr.core.history import HISTORY, CycleRecord, LastError
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
@@ -34,36 +35,8 @@ __all__ = [
     "state",
 ]
 
-#: How many recent cycles the page charts.
-HISTORY = 60
 #: How often (seconds) the page refreshes itself.
 REFRESH_SECONDS = 5
-
-
-@dataclass(frozen=True)
-class CycleRecord:
-    """One finished cycle.
-
-    Attributes:
-        ended_at: Unix time it ended.
-        duration: Seconds it ran.
-        ok: Whether it succeeded.
-        error: The exception type of a failed cycle.
-    """
-
-    ended_at: float
-    duration: float
-    ok: bool
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class LastError:
-    """The most recent failure: exception type, message (shortened), Unix time."""
-
-    type: str
-    message: str
-    at: float
 
 
 @dataclass(frozen=True)
@@ -185,90 +158,6 @@ def as_json(snapshot: StatusSnapshot) -> dict[str, Any]:
     }
 
 
-def _seconds(value: float) -> str:
-    """A duration for people: ``0.42 ms``, ``850 ms``, ``12.5 s``, ``3 min 20 s``, ``2 h 5 min``...
-
-    Under 10 ms two significant digits are kept, so a fast service's chart
-    scale reads ``0.84 ms`` and ``0.42 ms``, not ``1 ms`` and ``0 ms``.
-    """
-    if value < 0.01:
-        return f"{value * 1000:.2g} ms"
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, seconds = divmod(int(value), 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"
-
-
-def _utc(unix: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix))
-
-
-_CHART_WIDTH, _CHART_HEIGHT, _BAR_GAP = 600, 120, 2
-#: Room above the scale's top line, so it is not clipped (viewBox units, which
-#: are CSS pixels: the chart is _CHART_HEIGHT px tall).
-_CHART_TOP = 4
-
-
-def _scale_y(duration: float, longest: float) -> float:
-    """Where ``duration`` sits on the scale from 0 (bottom) to ``longest`` (top line)."""
-    return _CHART_HEIGHT - duration / longest * (_CHART_HEIGHT - _CHART_TOP)
-
-
-def _chart(recent: tuple[CycleRecord, ...]) -> str:
-    """An inline SVG bar per recent cycle: height is duration, failures in their own colour.
-
-    The scale (0, half, the longest duration) is HTML beside the SVG, not SVG
-    text: the SVG stretches to the page's width, which would stretch text too.
-    Its labels sit at fixed heights the stylesheet gives (inline ``style``
-    attributes would need the CSP to allow them), matching ``_scale_y``.
-    """
-    recent = recent[-HISTORY:]
-    if not recent:
-        return '<p class="muted">No cycle has finished yet.</p>'
-    longest = max(c.duration for c in recent) or 1.0
-    step = _CHART_WIDTH / HISTORY
-    grid = "".join(
-        f'<line class="grid" x1="0" x2="{_CHART_WIDTH}" y1="{y:.1f}" y2="{y:.1f}"></line>'
-        for y in (_scale_y(longest, longest), _scale_y(longest / 2, longest))
-    )
-    bars = []
-    first = HISTORY - len(recent)  # the newest cycle is at the right edge
-    for i, cycle in enumerate(recent, first):
-        top = min(_scale_y(cycle.duration, longest), _CHART_HEIGHT - 2.0)
-        outcome = "ok" if cycle.ok else f"failed: {cycle.error}"
-        label = escape(f"{_utc(cycle.ended_at)}: {_seconds(cycle.duration)}, {outcome}")
-        bars.append(
-            f'<rect class="{"ok" if cycle.ok else "fail"}" x="{i * step:.1f}"'
-            f' y="{top:.1f}" width="{step - _BAR_GAP:.1f}"'
-            f' height="{_CHART_HEIGHT - top:.1f}"><title>{label}</title></rect>'
-        )
-    failed = sum(not c.ok for c in recent)
-    scale = (
-        '<div class="scale" aria-hidden="true" data-field="scale">'
-        f'<span class="top">{_seconds(longest)}</span>'
-        f'<span class="half">{_seconds(longest / 2)}</span><span class="zero">0</span></div>'
-    )
-    return (
-        f'<div class="plot">{scale}'
-        f'<svg class="chart" viewBox="0 0 {_CHART_WIDTH} {_CHART_HEIGHT}"'
-        ' preserveAspectRatio="none" role="img"'
-        f' aria-label="Durations of the last {len(recent)} cycles, {failed} failed,'
-        f' the longest {_seconds(longest)}">'
-        + grid
-        + "".join(bars)
-        + f'</svg></div><p class="muted">Last {len(recent)} cycles, tallest {_seconds(longest)}.'
-        ' <span class="key ok"></span> succeeded <span class="key fail"></span> failed</p>'
-    )
-
-
 def _tile(label: str, value: str, *, name: str, bad: bool = False) -> str:
     css = "tile bad" if bad else "tile"
     return (
@@ -296,13 +185,13 @@ def _main(snapshot: StatusSnapshot) -> str:
         ),
         _tile(
             "Since last success",
-            "never" if since is None else f"{_seconds(since)} ago",
+            "never" if since is None else f"{seconds(since)} ago",
             name="since-success",
         ),
-        _tile("Interval", _seconds(snapshot.interval), name="interval"),
+        _tile("Interval", seconds(snapshot.interval), name="interval"),
         _tile(
             "Event loop lag",
-            "not watched" if snapshot.loop_lag is None else _seconds(snapshot.loop_lag),
+            "not watched" if snapshot.loop_lag is None else seconds(snapshot.loop_lag),
             name="loop-lag",
             bad=snapshot.loop_lag is not None and snapshot.loop_lag > health.loop_block_threshold,
         ),
@@ -319,7 +208,7 @@ def _main(snapshot: StatusSnapshot) -> str:
     else:
         last_error = (
             f'<div class="error" data-field="last-error"><div><strong>{escape(error.type)}</strong>'
-            f" at {_utc(error.at)} ({_seconds(max(0.0, snapshot.now - error.at))} ago)</div>"
+            f" at {utc(error.at)} ({seconds(max(0.0, snapshot.now - error.at))} ago)</div>"
             f"<pre>{escape(error.message)}</pre></div>"
         )
     return (
@@ -329,10 +218,10 @@ def _main(snapshot: StatusSnapshot) -> str:
         f' <span class="muted" data-field="why">{escape(_why(snapshot, current, verdict))}</span>'
         "</p>"
         f'<section class="tiles">{"".join(tiles)}</section>'
-        f"<section><h2>Recent cycles</h2>{_chart(snapshot.recent)}</section>"
+        f"<section><h2>Recent cycles</h2>{chart(snapshot.recent)}</section>"
         f'<section><h2>Readiness</h2><ul class="checks">{checks}</ul></section>'
         f"<section><h2>Last error</h2>{last_error}</section>"
-        f'<p class="muted">Updated {_utc(snapshot.now)}.</p>'
+        f'<p class="muted">Updated {utc(snapshot.now)}.</p>'
         "</main>"
     )
 
@@ -370,9 +259,9 @@ body.stale .offline{display:inline}body.stale main{opacity:.55}
 """
 # The chart's geometry, from the numbers _chart draws with: the scale's labels sit on its lines.
 _STYLE += (
-    f".chart,.scale{{height:{_CHART_HEIGHT}px}}"
-    f".scale .top{{top:{_scale_y(1, 1):g}px}}.scale .half{{top:{_scale_y(1, 2):g}px}}"
-    f".scale .zero{{top:{_CHART_HEIGHT}px}}\n"
+    f".chart,.scale{{height:{CHART_HEIGHT}px}}"
+    f".scale .top{{top:{scale_y(1, 1):g}px}}.scale .half{{top:{scale_y(1, 2):g}px}}"
+    f".scale .zero{{top:{CHART_HEIGHT}px}}\n"
 )
 
 _SCRIPT = f"""
