@@ -1,9 +1,13 @@
+import asyncio
 import base64
+import contextlib
 import io
 import json
+import socket
 import ssl
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import bcrypt
@@ -14,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import CollectorRegistry, Gauge
 
 from bigbrotr.cli import main
+from bigbrotr.core._tls_sniff import REFUSAL
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.web_config import load_web_config
@@ -53,28 +58,137 @@ async def scrape(url: str, context: ssl.SSLContext | None = None, auth: str | No
         return response.status
 
 
-async def start(web_config: Path) -> MetricsServer:
-    registry = CollectorRegistry()
+async def start(
+    web_config: Path, registry: CollectorRegistry | None = None, **config: Any
+) -> MetricsServer:
+    registry = registry or CollectorRegistry()
     Gauge("secret_business_value", "Never shown to strangers.", registry=registry).set(1)
-    config = MetricsConfig(enabled=True, port=0, web_config_file=str(web_config))
-    server = MetricsServer(config, registry)
+    settings = MetricsConfig(enabled=True, port=0, web_config_file=str(web_config), **config)
+    server = MetricsServer(settings, registry)
     await server.start()
     return server
 
 
 def https(server: MetricsServer) -> str:
-    assert server.url is not None
-    return server.url.replace("http://", "https://")
+    assert server.url is not None and server.url.startswith("https://")
+    return server.url
+
+
+def exchange(port: int, sent: bytes) -> bytes:
+    """Send ``sent`` on a new connection; all the server answers before it closes."""
+    received = b""
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+        contextlib.suppress(ConnectionResetError),  # closed with our bytes unread
+    ):
+        sock.sendall(sent)
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
 
 
 async def test_tls_is_served(pki: PKI) -> None:
-    """A TLS handshake with a client trusting the CA succeeds; plain HTTP does not get metrics."""
+    """A TLS handshake with a client trusting the CA succeeds, at the https:// URL."""
     server = await start(write_web_config(pki, tls_block(pki)))
     try:
+        assert server.url == f"https://127.0.0.1:{server.port}/metrics"
+        assert await scrape(server.url, client_context(pki)) == 200
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize(
+    ("sent", "answer"),
+    [
+        (b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", REFUSAL),
+        (b"HEAD /metrics HTTP/1.0\r\n\r\n", REFUSAL),
+        (b"GET", REFUSAL),
+        (b"\x00\x01 neither TLS nor HTTP\r\n\r\n", b""),
+    ],
+    ids=["GET", "HEAD", "GET cut short", "neither"],
+)
+async def test_plain_http_on_the_tls_port_gets_gos_400(
+    pki: PKI, sent: bytes, answer: bytes
+) -> None:
+    """Plain HTTP to the TLS port gets Go's 400 and a close; other bytes just the close."""
+    server = await start(write_web_config(pki, tls_block(pki)))
+    assert server.port is not None
+    try:
+        assert await asyncio.to_thread(exchange, server.port, sent) == answer
+        http_url = https(server).replace("https://", "http://")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(http_url) as response,
+        ):  # what a scrape job with the wrong scheme sees
+            assert response.status == 400
+            assert await response.text() == "Client sent an HTTP request to an HTTPS server.\n"
         assert await scrape(https(server), client_context(pki)) == 200
-        assert server.url is not None
-        with pytest.raises(aiohttp.ClientError):
-            await scrape(server.url)
+    finally:
+        await server.stop()
+
+
+def idle_closes(registry: CollectorRegistry) -> float | None:
+    return registry.get_sample_value(
+        "metrics_handler_connections_closed_total", {"reason": "idle_timeout"}
+    )
+
+
+@pytest.mark.parametrize(
+    "sent", [b"", b"\x16\x03\x01\x00"], ids=["sends nothing", "handshake never finished"]
+)
+async def test_silent_clients_on_the_tls_port_are_cut_at_idle_timeout(
+    pki: PKI, sent: bytes
+) -> None:
+    """A TLS-port client that sends nothing, or stops mid-handshake, is closed and counted."""
+    registry = CollectorRegistry()
+    server = await start(
+        write_web_config(pki, tls_block(pki)), registry, idle_timeout=0.5, render_timeout=0.2
+    )
+    assert server.port is not None
+    try:
+        # exchange gives up after 5 s; asyncio's own handshake timeout is 60 s.
+        assert await asyncio.to_thread(exchange, server.port, sent) == b""
+        assert idle_closes(registry) == 1
+    finally:
+        await server.stop()
+
+
+async def served_eventually(url: str, context: ssl.SSLContext) -> None:
+    """Scrape until the server has seen a closed connection go and serves again."""
+    for _ in range(100):
+        with contextlib.suppress(aiohttp.ClientError):
+            if await scrape(url, context) == 200:
+                return
+        await asyncio.sleep(0.05)
+    pytest.fail("the server did not serve again: a connection's slot was never freed")
+
+
+async def test_the_connection_limit_holds_on_the_tls_port(pki: PKI) -> None:
+    """Refused, failed and abandoned connections free their slot once; the limit still holds."""
+    extra = "  client_ca_file: ca.pem\n  client_auth_type: RequireAndVerifyClientCert\n"
+    registry = CollectorRegistry()
+    server = await start(write_web_config(pki, tls_block(pki, extra)), registry, max_connections=1)
+    url, port, good = https(server), server.port, client_context(pki, pki.client)
+    assert port is not None
+    try:
+        assert await scrape(url, good) == 200
+        assert await asyncio.to_thread(exchange, port, b"GET / HTTP/1.1\r\n\r\n") == REFUSAL
+        await served_eventually(url, good)
+        with pytest.raises(aiohttp.ClientError):  # a handshake the server fails
+            await scrape(url, client_context(pki, pki.stranger))
+        await served_eventually(url, good)
+        socket.create_connection(("127.0.0.1", port)).close()  # gone before the first byte
+        await served_eventually(url, good)
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"\x16\x03\x01\x00")  # gone during the handshake
+        await served_eventually(url, good)
+        with socket.create_connection(("127.0.0.1", port)):  # holds the one slot, silent
+            assert await asyncio.to_thread(exchange, port, b"GET / HTTP/1.1\r\n\r\n") == b""
+        over = registry.get_sample_value(
+            "metrics_handler_connections_closed_total", {"reason": "max_connections"}
+        )
+        assert over is not None and over >= 1
+        await served_eventually(url, good)  # the held one freed its slot (and nothing is left)
     finally:
         await server.stop()
 

@@ -21,15 +21,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def target_health(api: str) -> dict[str, str]:
-    """Job -> health ("up", "down", "unknown") from Prometheus' targets API."""
+def target_health(api: str) -> dict[str, tuple[str, str]]:
+    """Job -> (health: "up", "down" or "unknown"; last error) from Prometheus' targets API."""
     with urllib.request.urlopen(f"{api}/api/v1/targets", timeout=5) as response:
         targets = json.load(response)["data"]["activeTargets"]
-    return {target["labels"]["job"]: target["health"] for target in targets}
+    return {target["labels"]["job"]: (target["health"], target["lastError"]) for target in targets}
 
 
 async def test_prometheus_scrapes_tls_and_basic_auth(pki: PKI, tmp_path: Path) -> None:
-    """A real Prometheus scrapes the TLS + basic-auth endpoint; a wrong password shows down."""
+    """A real Prometheus scrapes the TLS + basic-auth endpoint; a wrong password or scheme fails."""
     hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
     web = pki.directory / "web-prometheus.yml"
     web.write_text(
@@ -42,16 +42,17 @@ async def test_prometheus_scrapes_tls_and_basic_auth(pki: PKI, tmp_path: Path) -
     await server.start()
     api_port = free_port()
 
-    def job(name: str, password: str) -> str:
+    def job(name: str, password: str, scheme: str = "https") -> str:
         return (
-            f"  - job_name: {name}\n    scheme: https\n    scrape_interval: 1s\n"
+            f"  - job_name: {name}\n    scheme: {scheme}\n    scrape_interval: 1s\n"
             f"    tls_config: {{ca_file: {pki.ca.cert}}}\n"
             f"    basic_auth: {{username: prometheus, password: {password}}}\n"
             f"    static_configs: [{{targets: ['127.0.0.1:{server.port}']}}]\n"
         )
 
     config = tmp_path / "prometheus.yml"
-    config.write_text("scrape_configs:\n" + job("right", PASSWORD) + job("wrong", "not-it"))
+    jobs = job("right", PASSWORD) + job("wrong", "not-it") + job("plain", PASSWORD, "http")
+    config.write_text("scrape_configs:\n" + jobs)
     log_file = (tmp_path / "prometheus.log").open("wb")
     prometheus = await asyncio.create_subprocess_exec(
         "prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
@@ -60,18 +61,19 @@ async def test_prometheus_scrapes_tls_and_basic_auth(pki: PKI, tmp_path: Path) -
     )  # fmt: skip
     api = f"http://127.0.0.1:{api_port}"
     try:
-        health: dict[str, str] = {}
+        expected = {"right": "up", "wrong": "down", "plain": "down"}
+        health: dict[str, tuple[str, str]] = {}
         for _ in range(300):
             try:
                 health = await asyncio.to_thread(target_health, api)
             except OSError:
                 health = {}
-            if health.get("right") == "up" and health.get("wrong") == "down":
+            if {job: state for job, (state, _) in health.items()} == expected:
                 break
             await asyncio.sleep(0.1)
-        assert health == {"right": "up", "wrong": "down"}, (
-            tmp_path / "prometheus.log"
-        ).read_text()[-2000:]
+        log = (tmp_path / "prometheus.log").read_text()[-2000:]
+        assert {job: state for job, (state, _) in health.items()} == expected, log
+        assert "400 Bad Request" in health["plain"][1]  # Go's answer, not an empty reply
     finally:
         prometheus.terminate()
         await asyncio.wait_for(prometheus.wait(), 10)

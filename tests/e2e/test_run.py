@@ -1,6 +1,7 @@
 import base64
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import bcrypt
 import pytest
 
 from bigbrotr import __version__
-from tests.conftest import assert_port_free
+from tests.conftest import PKI, assert_port_free
 from tests.e2e.conftest import CLI, TARGET, sample, scrape, wait_until
 
 StartCLI = Callable[..., CLI]
@@ -248,5 +249,23 @@ def test_sighup_rereads_the_web_config(start_cli: StartCLI, tmp_path: Path) -> N
     cli.signal(signal.SIGHUP)
     wait_until(lambda: cli.logged("web config reloaded"), what="the reload")
     assert (status("old"), status("new")) == (401, 200)
+    cli.signal(signal.SIGTERM)
+    assert cli.wait() == 0
+
+
+def test_with_tls_the_start_up_line_says_https(start_cli: StartCLI, pki: PKI) -> None:
+    """With TLS on, the "serving metrics" line gives https:// URLs, and they answer."""
+    web = pki.directory / "web-run.yml"
+    web.write_text("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n")
+    config = fast()
+    config["metrics"] = {"enabled": True, "port": 0, "web_config_file": str(web)}
+    cli = start_cli("run", TARGET, "--log-format", "json", config=config)
+    line = wait_until(lambda: cli.logged("serving metrics"), what="the URLs")[0]
+    assert line["url"].startswith("https://127.0.0.1:")
+    assert line["status_page"] == line["url"].removesuffix("/metrics") + "/"
+    assert line["readyz"] == line["url"].removesuffix("/metrics") + "/readyz"
+    context = ssl.create_default_context(cafile=pki.ca.cert)
+    with urllib.request.urlopen(line["url"], timeout=5, context=context) as response:
+        assert response.status == 200
     cli.signal(signal.SIGTERM)
     assert cli.wait() == 0

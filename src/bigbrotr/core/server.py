@@ -32,6 +32,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY, Counter
 from prometheus_client.registry import CollectorRegistry
 
+from bigbrotr.core._tls_sniff import HTTPSOnly
 from bigbrotr.core.exposition import Access, Endpoint, Request, Site
 from bigbrotr.core.health import HealthSnapshot
 from bigbrotr.core.logger import Throttle, get_logger
@@ -277,13 +278,15 @@ class _ServerThread:
         connections = _Connections(config, self._metrics)
         protocols = runner.server
         assert protocols is not None
+        tls = self.web.ssl_context
+
+        def connection() -> asyncio.Protocol:
+            inner = protocols()
+            # A plain listener: HTTPSOnly does the TLS, so plain HTTP can get Go's 400.
+            return _Guarded(inner if tls is None else HTTPSOnly(inner, tls), connections)
+
         try:
-            server = await loop.create_server(
-                lambda: _Guarded(protocols(), connections),
-                config.host,
-                config.port,
-                ssl=self.web.ssl_context,
-            )
+            server = await loop.create_server(connection, config.host, config.port)
         except OSError as exc:
             await runner.cleanup()
             self.bound.set_exception(exc)
@@ -356,13 +359,14 @@ class MetricsServer:
 
     @property
     def url(self) -> str | None:
-        """The full scrape URL while running, else None."""
+        """The full scrape URL while running (``https://`` with TLS), else None."""
         if self._port is None:
             return None
         host = self._config.host
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self._port}{self._config.path}"
+        tls = self._thread is not None and self._thread.web.ssl_context is not None
+        return f"{'https' if tls else 'http'}://{host}:{self._port}{self._config.path}"
 
     async def start(self) -> None:
         """Start listening for Prometheus scrape requests.
