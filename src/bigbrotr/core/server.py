@@ -1,9 +1,10 @@
 """``MetricsServer``: the metrics endpoint on aiohttp, on a thread and loop of its own.
 
-Every request goes to ``bigbrotr.core.exposition.Endpoint``, which holds the
-whole policy (negotiation, gzip, 404/405, limits, the 500 and 503 reasons)
-and renders off the event loop. This module binds the socket and translates
-aiohttp's request and response, and it keeps hostile or broken clients from
+Every request goes to ``bigbrotr.core.exposition.Site``, which holds the
+whole policy (auth, health, status, negotiation, gzip, 404/405, limits, the
+500 and 503 reasons) and renders off the event loop. This module binds the
+socket and translates aiohttp's request and response, and, with
+``bigbrotr.core._connections``, it keeps hostile or broken clients from
 costing the service anything:
 
 - The server runs its own event loop in its own thread, so a scrape flood or
@@ -20,24 +21,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import ssl
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
 from aiohttp import web
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import REGISTRY
 from prometheus_client.registry import CollectorRegistry
 
+from bigbrotr.core._connections import (
+    ConnectionMetrics,
+    Connections,
+    Guarded,
+    client_error_log,
+    connection_metrics,
+)
 from bigbrotr.core._tls_sniff import HTTPSOnly
 from bigbrotr.core.exposition import Access, Endpoint, Request, Site
 from bigbrotr.core.health import HealthSnapshot
-from bigbrotr.core.logger import Throttle, get_logger
+from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics_config import MetricsConfig
-from bigbrotr.core.per_registry import PerRegistry
 from bigbrotr.core.status import StatusSnapshot
 from bigbrotr.core.web_config import WebConfig, load_web_config
 from bigbrotr.core.yaml import ConfigFileError
@@ -45,137 +51,6 @@ from bigbrotr.core.yaml import ConfigFileError
 __all__ = ["MetricsServer"]
 
 _log = get_logger(__name__)
-#: Client errors are logged at most this often (seconds).
-_CLIENT_ERROR_LOG_EVERY = 60.0
-
-
-class _ConnectionMetrics:
-    """The server's connection-level counters, registered once per registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        closed = Counter(
-            "metrics_handler_connections_closed",
-            "Connections the metrics server closed itself, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self.over_limit = closed.labels("max_connections")
-        self.idle = closed.labels("idle_timeout")
-        self.client_errors = Counter(
-            "metrics_handler_client_errors",
-            "Malformed requests and failed accepts on the metrics server.",
-            registry=registry,
-        )
-
-
-_connection_metrics = PerRegistry(_ConnectionMetrics)
-
-
-def _client_error_log(counter: Any) -> logging.Logger:
-    """A logger of its own for one server's client errors, passing them on once a minute.
-
-    Not registered by name, so each server's filter sees only its own errors;
-    what passes goes up to ``bigbrotr.http`` and the handlers configured there.
-    """
-    logger = logging.Logger("bigbrotr.http.clients", logging.DEBUG)  # aiohttp logs some at DEBUG
-    logger.parent = logging.getLogger("bigbrotr.http")
-    logger.addFilter(_OncePerMinute(counter))
-    return logger
-
-
-class _OncePerMinute(logging.Filter):
-    """Turns aiohttp's per-request error tracebacks into one counted line a minute."""
-
-    def __init__(self, counter: Any) -> None:
-        super().__init__()
-        self._counter = counter
-        self._throttle = Throttle(every=_CLIENT_ERROR_LOG_EVERY)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Count the record; let one summary line through per minute, without a traceback."""
-        self._counter.inc()
-        error = record.exc_info[1] if record.exc_info else None
-        detail = f"{type(error).__name__}: {error}" if error else record.getMessage()
-        record.exc_info = record.exc_text = None
-        seen = self._throttle.note()
-        if not seen.log:
-            return False
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
-        record.msg = "metrics server: %d malformed request(s) or failed accept(s); last: %s"
-        record.args = (seen.since, " ".join(detail.split())[:200])
-        return True
-
-
-class _Connections:
-    """The live connections of one server, and the limits they are held to."""
-
-    def __init__(self, config: MetricsConfig, metrics: _ConnectionMetrics) -> None:
-        self.live = 0
-        self.max = config.max_connections
-        self.idle_timeout = config.idle_timeout
-        self.metrics = metrics
-
-
-class _Guarded(asyncio.Protocol):
-    """aiohttp's protocol for one connection, behind the connection limit and idle timer."""
-
-    def __init__(self, inner: asyncio.Protocol, connections: _Connections) -> None:
-        self._inner = inner
-        self._connections = connections
-        self._transport: asyncio.Transport | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._accepted = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        stream = cast(asyncio.Transport, transport)  # create_server gives stream transports
-        connections = self._connections
-        if connections.live >= connections.max:
-            connections.metrics.over_limit.inc()
-            stream.abort()
-            return
-        connections.live += 1
-        self._accepted = True
-        self._transport = stream
-        self._arm()
-        self._inner.connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        self._arm()
-        self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
-
-    def pause_writing(self) -> None:
-        self._disarm()  # a slow reader of a large body is not idle
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._arm()
-        self._inner.resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self._accepted:
-            return
-        self._connections.live -= 1
-        self._disarm()
-        self._inner.connection_lost(exc)
-
-    def _arm(self) -> None:
-        self._disarm()
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._connections.idle_timeout, self._expire)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _expire(self) -> None:
-        self._timer = None
-        if self._transport is not None and not self._transport.is_closing():
-            self._connections.metrics.idle.inc()
-            self._transport.abort()
 
 
 class _ServerThread:
@@ -185,7 +60,7 @@ class _ServerThread:
         self,
         config: MetricsConfig,
         endpoint: Endpoint,
-        metrics: _ConnectionMetrics,
+        metrics: ConnectionMetrics,
         web: WebConfig,
         health: Callable[[], HealthSnapshot] | None,
         status: Callable[[], StatusSnapshot] | None,
@@ -204,7 +79,7 @@ class _ServerThread:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._errors = _client_error_log(metrics.client_errors)
+        self._errors = client_error_log(metrics.client_errors)
         threading.Thread(target=self._main, name="bigbrotr-http", daemon=True).start()
 
     def reload(self, new: WebConfig) -> Future[None]:
@@ -275,7 +150,7 @@ class _ServerThread:
             keepalive_timeout=config.idle_timeout * 2,
         )
         await runner.setup()
-        connections = _Connections(config, self._metrics)
+        connections = Connections(config, self._metrics)
         protocols = runner.server
         assert protocols is not None
         tls = self.web.ssl_context
@@ -283,7 +158,7 @@ class _ServerThread:
         def connection() -> asyncio.Protocol:
             inner = protocols()
             # A plain listener: HTTPSOnly does the TLS, so plain HTTP can get Go's 400.
-            return _Guarded(inner if tls is None else HTTPSOnly(inner, tls), connections)
+            return Guarded(inner if tls is None else HTTPSOnly(inner, tls), connections)
 
         try:
             server = await loop.create_server(connection, config.host, config.port)
@@ -395,7 +270,7 @@ class MetricsServer:
         thread = _ServerThread(
             config,
             endpoint,
-            _connection_metrics(self._registry),
+            connection_metrics(self._registry),
             web_config,
             self._health,
             self._status,
