@@ -13,39 +13,14 @@ import asyncio
 import logging
 from typing import Any, cast
 
-from prometheus_client import Counter
-from prometheus_client.registry import CollectorRegistry
-
 from bigbrotr.core.logger import Throttle
 from bigbrotr.core.metrics_config import MetricsConfig
-from bigbrotr.core.per_registry import PerRegistry
+from bigbrotr.core.self_metrics import ConnectionMetrics
 
-__all__ = ["ConnectionMetrics", "Connections", "Guarded", "client_error_log", "connection_metrics"]
+__all__ = ["Connections", "Guarded", "client_error_log"]
 
 #: Client errors are logged at most this often (seconds).
 _CLIENT_ERROR_LOG_EVERY = 60.0
-
-
-class ConnectionMetrics:
-    """The server's connection-level counters, registered once per registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        closed = Counter(
-            "metrics_handler_connections_closed",
-            "Connections the metrics server closed itself, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self.over_limit = closed.labels("max_connections")
-        self.idle = closed.labels("idle_timeout")
-        self.client_errors = Counter(
-            "metrics_handler_client_errors",
-            "Malformed requests and failed accepts on the metrics server.",
-            registry=registry,
-        )
-
-
-connection_metrics = PerRegistry(ConnectionMetrics)
 
 
 def client_error_log(counter: Any) -> logging.Logger:

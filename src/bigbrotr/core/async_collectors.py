@@ -21,10 +21,11 @@ from collections.abc import AsyncIterable, Awaitable, Iterable
 from concurrent.futures import Future
 from typing import Protocol
 
-from prometheus_client import REGISTRY, Counter
+from prometheus_client import REGISTRY
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
 
+from bigbrotr.core import self_metrics
 from bigbrotr.core.logger import Throttle, get_logger
 from bigbrotr.core.per_registry import PerRegistry
 
@@ -48,20 +49,6 @@ class AsyncCollector(Protocol):
         ...
 
 
-class _FailureMetrics:
-    """How often an async collector was left out of a scrape, by collector and reason."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.failures = Counter(
-            "metrics_async_collector_failures",
-            "Scrapes that went without an async collector's families, by reason "
-            "(error, timeout, no_loop).",
-            ["collector", "reason"],
-            registry=registry,
-        )
-
-
-_failure_metrics = PerRegistry(_FailureMetrics)
 #: A collector's failures are logged at most this often (seconds).
 _LOG_EVERY = 60.0
 
@@ -78,7 +65,7 @@ class _Proxy:
         self.collector = collector
         self.loop = loop
         self.name = type(collector).__name__
-        self._failures = _failure_metrics(registry).failures
+        self._failures = self_metrics.of(registry).async_collectors.failures
         for reason in ("error", "timeout", "no_loop"):
             self._failures.labels(self.name, reason)  # exported at 0
         self._families: list[Metric] = []

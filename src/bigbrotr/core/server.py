@@ -32,13 +32,8 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 from prometheus_client.registry import CollectorRegistry
 
-from bigbrotr.core._connections import (
-    ConnectionMetrics,
-    Connections,
-    Guarded,
-    client_error_log,
-    connection_metrics,
-)
+from bigbrotr.core import self_metrics
+from bigbrotr.core._connections import Connections, Guarded, client_error_log
 from bigbrotr.core._tls_sniff import HTTPSOnly
 from bigbrotr.core.exposition import Access, Endpoint, Request, Site
 from bigbrotr.core.health import HealthSnapshot
@@ -60,7 +55,7 @@ class _ServerThread:
         self,
         config: MetricsConfig,
         endpoint: Endpoint,
-        metrics: ConnectionMetrics,
+        metrics: self_metrics.ConnectionMetrics,
         web: WebConfig,
         health: Callable[[], HealthSnapshot] | None,
         status: Callable[[], StatusSnapshot] | None,
@@ -270,7 +265,7 @@ class MetricsServer:
         thread = _ServerThread(
             config,
             endpoint,
-            connection_metrics(self._registry),
+            self_metrics.of(self._registry).connections,
             web_config,
             self._health,
             self._status,

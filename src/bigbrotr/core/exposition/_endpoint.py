@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 
-from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client import REGISTRY
 from prometheus_client.registry import CollectorRegistry
 
+from bigbrotr.core import self_metrics
 from bigbrotr.core.async_collectors import refresh
 from bigbrotr.core.exposition._coalescer import Coalescer, DaemonThreadExecutor, TooManyKeys
 from bigbrotr.core.exposition._http import (
@@ -33,34 +34,11 @@ from bigbrotr.core.exposition._http import (
     too_many_renders,
 )
 from bigbrotr.core.logger import Throttle, get_logger
-from bigbrotr.core.per_registry import PerRegistry
 
 __all__ = ["Endpoint"]
 
 _log = get_logger(__name__)
 _MAX_REMEMBERED_ERRORS = 100
-
-
-class _HandlerMetrics:
-    """The endpoint's own metrics, as Go's promhttp exports them, one set per registry."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        requests = Counter(
-            "metrics_handler_requests",
-            "Scrapes of the metrics endpoint, by HTTP status code.",
-            ["code"],
-            registry=registry,
-        )
-        #: The only codes a scrape is answered with, each exported at 0 from the start.
-        self.responses = {code: requests.labels(str(code)) for code in (200, 500, 503)}
-        self.in_flight = Gauge(
-            "metrics_handler_requests_in_flight",
-            "Scrapes of the metrics endpoint being served now.",
-            registry=registry,
-        )
-
-
-_handler_metrics = PerRegistry(_HandlerMetrics)
 
 
 class Endpoint:
@@ -91,7 +69,7 @@ class Endpoint:
         self._path = path
         self._limit = max_requests_in_flight
         self._timeout = render_timeout
-        self._metrics = _handler_metrics(registry)
+        self._metrics = self_metrics.of(registry).requests
         self._executor: DaemonThreadExecutor | None = None
         self._coalescer: Coalescer[RenderKey, bool, Rendered] | None = None
         self._in_flight = 0
