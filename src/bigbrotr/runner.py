@@ -167,14 +167,15 @@ async def serve_once(service: BaseService[BaseServiceConfig], signals: ShutdownS
             if not service.is_running:  # a signal came during start-up
                 _log.info("stopped before the cycle", reason="shutdown requested")
                 return EXIT_OK
-            started = time.monotonic()
+            started = service.clock()
             succeeded = await service.run_cycle()
-            duration = time.monotonic() - started
+            duration = service.clock() - started
             service.set_gauge("run_duration_seconds", duration)
             gateway = service.config.metrics.pushgateway
             pushed = None
             if succeeded:
-                service.set_gauge("last_success_timestamp", time.time())
+                # when it ended, on the service's clock (as every timestamp it exports)
+                service.set_gauge("last_success_timestamp", service.status().recent[-1].ended_at)
             if gateway is not None:
                 if not succeeded and (
                     previous := await pushgateway.previous_success(gateway, service.SERVICE_NAME)
