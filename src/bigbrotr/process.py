@@ -53,10 +53,11 @@ class ShutdownSignals:
     (``time.sleep``, a CPU loop) where a loop-dispatched handler would wait:
     the first signal is logged at once and hands the shutdown request to the
     loop; the second exits with 130 on the spot. A signal during start-up is
-    remembered and honoured as soon as the service exists. SIGHUP runs the
-    reload given to ``on_reload`` on the loop (the web config: certificates
-    and users); with nothing to reload, it stops the process gracefully, as
-    its default action would stop it.
+    remembered and honoured as soon as the service exists. SIGHUP calls the
+    reload given to ``on_reload`` (the metrics server re-reads its web config
+    on its own thread, so a blocked service loop does not delay it); with
+    nothing to reload, it stops the process gracefully, as its default action
+    would stop it.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -79,7 +80,11 @@ class ShutdownSignals:
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
     def on_reload(self, reload: Callable[[], object] | None) -> None:
-        """Run ``reload`` on the attached loop at each SIGHUP (None: SIGHUP stops)."""
+        """Call ``reload`` at each SIGHUP (None: SIGHUP stops).
+
+        It is called from the signal handler, in the main thread between two
+        bytecodes: it must only hand the work to another thread or loop.
+        """
         self._reload = reload
 
     def attach(self, service: BaseService[BaseServiceConfig]) -> None:
@@ -95,9 +100,9 @@ class ShutdownSignals:
         self._service = self._loop = self._reload = None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        loop, reload = self._loop, self._reload
-        if signum == signal.SIGHUP and loop is not None and reload is not None:
-            loop.call_soon_threadsafe(reload)
+        reload = self._reload
+        if signum == signal.SIGHUP and reload is not None:
+            reload()  # thread-safe by contract: it must not wait for the service's loop
             return
         self.received += 1
         name = signal.Signals(signum).name

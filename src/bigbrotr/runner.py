@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from bigbrotr import pushgateway
@@ -110,7 +109,7 @@ async def serve_forever(service: BaseService[BaseServiceConfig], signals: Shutdo
         await _start(server)
         try:
             if server.url is not None and service.config.metrics.web_config_file is not None:
-                signals.on_reload(_reloader(server))  # certificates and users rotate live
+                signals.on_reload(server.request_reload)  # certificates and users rotate live
             _log_start(service, once=False)
             if server.url:
                 path = service.config.metrics.path
@@ -139,19 +138,6 @@ async def _start(server: MetricsServer) -> None:
     except OSError as exc:
         hint = " (--port picks another)" if exc.errno == errno.EADDRINUSE else ""
         raise UsageError(f"{exc.strerror or exc}{hint}") from None
-
-
-def _reloader(server: MetricsServer) -> Callable[[], None]:
-    """A SIGHUP callback (on the loop) that reloads the web config in a task of its own."""
-    loop = asyncio.get_running_loop()
-    reloading: set[asyncio.Task[bool]] = set()  # held, so a reload is not collected
-
-    def reload() -> None:
-        task = loop.create_task(server.reload_web_config())
-        reloading.add(task)
-        task.add_done_callback(reloading.discard)
-
-    return reload
 
 
 async def serve_once(service: BaseService[BaseServiceConfig], signals: ShutdownSignals) -> int:

@@ -269,3 +269,24 @@ def test_with_tls_the_start_up_line_says_https(start_cli: StartCLI, pki: PKI) ->
         assert response.status == 200
     cli.signal(signal.SIGTERM)
     assert cli.wait() == 0
+
+
+def test_sighup_reloads_while_run_blocks_the_loop(start_cli: StartCLI, tmp_path: Path) -> None:
+    """SIGHUP re-reads the web config on the server's thread, even with the loop blocked."""
+    web = tmp_path / "web.yml"
+    web.write_text("http_server_config:\n  headers:\n    X-Version: old\n")
+    config = fast(mode="block", marker_dir=str(tmp_path))
+    config["metrics"] = {"enabled": True, "port": 0, "web_config_file": str(web)}
+    cli = start_cli("run", TARGET, "--log-format", "json", config=config)
+    url = cli.metrics_url()
+    wait_until(lambda: (tmp_path / "cycle-0").exists(), what="the loop to block")
+    web.write_text("http_server_config:\n  headers:\n    X-Version: new\n")
+    cli.signal(signal.SIGHUP)
+    wait_until(lambda: cli.logged("web config reloaded"), what="the reload, loop still blocked")
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.headers["X-Version"] == "new"
+    assert not cli.logged("event loop runs again")  # the cycle still blocks it
+    cli.signal(signal.SIGTERM)
+    wait_until(lambda: cli.logged("shutdown requested, stopping after the current cycle"))
+    cli.signal(signal.SIGTERM)
+    assert cli.wait() == 130

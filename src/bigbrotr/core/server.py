@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
@@ -94,6 +94,15 @@ class _ServerThread:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(switch)
         return done
+
+    def submit(self, work: Coroutine[Any, Any, object]) -> None:
+        """Run ``work`` on the server's own loop (from any thread, a signal handler too)."""
+        loop = self._loop
+        if loop is None:
+            work.close()
+            return
+        with contextlib.suppress(RuntimeError):  # its loop already ended
+            asyncio.run_coroutine_threadsafe(work, loop)
 
     def stop(self) -> None:
         """Ask the server to close (from any thread); ``done`` completes when it has."""
@@ -279,6 +288,16 @@ class MetricsServer:
             where = f"{config.host}:{config.port}"
             raise OSError(exc.errno, f"cannot serve metrics on {where}: {reason}") from exc
         self._thread, self._endpoint, self._port = thread, endpoint, port
+
+    def request_reload(self) -> None:
+        """``reload_web_config`` on the server's own thread; safe from any thread (SIGHUP).
+
+        It does not wait for the service's event loop, so it works while a
+        cycle blocks that loop.
+        """
+        thread = self._thread
+        if thread is not None:
+            thread.submit(self.reload_web_config())
 
     async def reload_web_config(self) -> bool:
         """Re-read ``web_config_file`` (SIGHUP): new certificates, users and headers.
