@@ -16,8 +16,8 @@ from bigbrotr.core.metrics import (
     unregister_async_collector,
 )
 from bigbrotr.core.server import MetricsServer
-from tests.conftest import scripted
-from tests.e2e.conftest import sample
+from bigbrotr.testing import sample_value
+from tests.support.services import Scripted
 
 
 class QueueDepth:
@@ -64,8 +64,8 @@ async def test_collect_is_awaited_on_the_service_loop_before_each_scrape(
     collector = QueueDepth()
     register_async_collector(collector, registry)
     first, second = await scrape(http, server), await scrape(http, server)
-    assert sample(first[1], "jobs_queue_depth") == 1
-    assert sample(second[1], "jobs_queue_depth") == 2
+    assert sample_value(first[1], "jobs_queue_depth") == 1
+    assert sample_value(second[1], "jobs_queue_depth") == 2
     assert collector.threads == {threading.get_ident()}  # this loop's thread
 
 
@@ -82,7 +82,7 @@ async def test_concurrent_scrapes_share_one_collect(
 
 
 def failures(text: str, reason: str) -> float | None:
-    return sample(
+    return sample_value(
         text, "metrics_async_collector_failures_total", collector="QueueDepth", reason=reason
     )
 
@@ -98,7 +98,7 @@ async def test_a_failing_collect_is_left_out_and_counted(
     register_async_collector(QueueDepth(error=ConnectionError("broker down")), registry)
     status, text = await scrape(http, server)
     assert status == 200
-    assert "jobs_queue_depth" not in text and sample(text, "other_value") == 1
+    assert "jobs_queue_depth" not in text and sample_value(text, "other_value") == 1
     assert failures(text, "error") == 1 and failures(text, "timeout") == 0
     assert "ConnectionError: broker down" in log_stream.getvalue()
 
@@ -126,7 +126,7 @@ async def test_a_late_collect_is_left_out_and_the_loop_runs_on(
 
 
 async def test_registered_before_any_loop_it_runs_on_the_service_loop(
-    served: tuple[CollectorRegistry, MetricsServer], http: aiohttp.ClientSession
+    scripted: Scripted, served: tuple[CollectorRegistry, MetricsServer], http: aiohttp.ClientSession
 ) -> None:
     """Registered with no loop running, it waits for a service to start, then uses its loop."""
     registry, server = served
@@ -136,7 +136,7 @@ async def test_registered_before_any_loop_it_runs_on_the_service_loop(
     assert status == 200 and failures(text, "no_loop") == 1
     async with scripted()(BaseServiceConfig()):
         status, text = await scrape(http, server)
-    assert status == 200 and sample(text, "jobs_queue_depth") == 1
+    assert status == 200 and sample_value(text, "jobs_queue_depth") == 1
 
 
 class Yielding:
@@ -155,7 +155,7 @@ async def test_collect_may_yield_its_families(
     collector = Yielding()
     register_async_collector(collector, registry)
     status, text = await scrape(http, server)
-    assert status == 200 and sample(text, "pool_connections") == 3
+    assert status == 200 and sample_value(text, "pool_connections") == 3
     with pytest.raises(ValueError, match="already registered"):
         register_async_collector(collector, registry)
 

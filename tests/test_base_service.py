@@ -4,6 +4,7 @@ import itertools
 import json
 import linecache
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.status import HISTORY
 from bigbrotr.core.yaml import ConfigFileError
-from tests.conftest import ScriptedService, metrics_on, scripted, unique_name
+from tests.support.services import MetricsOn, Scripted, ScriptedService, UniqueName
 
 
 def counter(service: type[BaseService[BaseServiceConfig]], name: str) -> float | None:
@@ -62,7 +63,7 @@ def test_config_accepts_bounds() -> None:
     assert BaseServiceConfig(max_consecutive_failures=100).max_consecutive_failures == 100
 
 
-def test_service_defaults_its_config_from_config_class() -> None:
+def test_service_defaults_its_config_from_config_class(scripted: Scripted) -> None:
     """Without a config, the service builds CONFIG_CLASS() and exposes it read-only."""
 
     class Extended(BaseServiceConfig):
@@ -97,7 +98,9 @@ def test_base_service_is_abstract() -> None:
         bare()
 
 
-def test_from_dict_and_from_yaml_pass_extra_dependencies(tmp_path: Path) -> None:
+def test_from_dict_and_from_yaml_pass_extra_dependencies(
+    scripted: Scripted, tmp_path: Path
+) -> None:
     """from_dict and from_yaml validate the config and forward keyword arguments."""
     cls = scripted()
     service = cls.from_dict({"interval": 7}, script=[1.0])
@@ -111,7 +114,7 @@ def test_from_dict_and_from_yaml_pass_extra_dependencies(tmp_path: Path) -> None
     assert service.script == [2.0]
 
 
-def test_from_yaml_error_names_file_and_field(tmp_path: Path) -> None:
+def test_from_yaml_error_names_file_and_field(scripted: Scripted, tmp_path: Path) -> None:
     """An invalid value in YAML is a ConfigFileError naming the file and dotted field."""
     path = tmp_path / "bad.yaml"
     path.write_text("metrics:\n  port: 80\n")
@@ -122,7 +125,7 @@ def test_from_yaml_error_names_file_and_field(tmp_path: Path) -> None:
         scripted().from_yaml(path)
 
 
-async def test_is_running_follows_async_with_and_shutdown() -> None:
+async def test_is_running_follows_async_with_and_shutdown(scripted: Scripted) -> None:
     """is_running is False before start, True inside async with, False after shutdown."""
     service = scripted()()
     assert not service.is_running
@@ -167,14 +170,14 @@ async def test_run_forever_interval_wait_is_interrupted_by_shutdown() -> None:
     assert await asyncio.wait_for(loop, timeout=5) is False
 
 
-async def test_each_cycle_runs_cleanup_then_run() -> None:
+async def test_each_cycle_runs_cleanup_then_run(scripted: Scripted) -> None:
     """Every cycle calls cleanup() then run()."""
     service = scripted()(script=[1, 1, 1])
     assert await service.run_forever() is False
     assert service.calls == ["cleanup", "run"] * 3
 
 
-async def test_schedule_is_start_to_start_without_drift() -> None:
+async def test_schedule_is_start_to_start_without_drift(scripted: Scripted) -> None:
     """With a 10 s interval and 3 s cycles, cycles start exactly 10 s apart."""
     service = scripted()(BaseServiceConfig(interval=10), script=[3, 3, 3, 3])
     await service.run_forever()
@@ -183,7 +186,7 @@ async def test_schedule_is_start_to_start_without_drift() -> None:
     assert service.waits[:3] == [7, 7, 7]
 
 
-async def test_long_cycle_starts_the_next_at_once() -> None:
+async def test_long_cycle_starts_the_next_at_once(scripted: Scripted) -> None:
     """A cycle longer than the interval is followed by the next without waiting."""
     service = scripted()(BaseServiceConfig(interval=10), script=[25, 3, 3])
     await service.run_forever()
@@ -192,7 +195,9 @@ async def test_long_cycle_starts_the_next_at_once() -> None:
 
 
 @pytest.mark.parametrize("exc", [asyncio.CancelledError(), KeyboardInterrupt(), SystemExit(3)])
-async def test_control_flow_exceptions_propagate_uncounted(exc: BaseException) -> None:
+async def test_control_flow_exceptions_propagate_uncounted(
+    scripted: Scripted, metrics_on: MetricsOn, exc: BaseException
+) -> None:
     """CancelledError, KeyboardInterrupt and SystemExit leave run_forever uncounted."""
     cls = scripted()
     service = cls(metrics_on(), script=[exc, 1])
@@ -202,7 +207,9 @@ async def test_control_flow_exceptions_propagate_uncounted(exc: BaseException) -
     assert counter(cls, "cycles_success") == 0
 
 
-async def test_failures_are_counted_and_the_loop_goes_on() -> None:
+async def test_failures_are_counted_and_the_loop_goes_on(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
     """A failing cycle is counted by type and the next cycle still runs."""
     cls = scripted()
     service = cls(metrics_on(), script=[ValueError("x"), KeyError("y"), 2])
@@ -214,7 +221,7 @@ async def test_failures_are_counted_and_the_loop_goes_on() -> None:
     assert gauge(cls, "consecutive_failures") == 0
 
 
-async def test_status_keeps_counts_the_last_error_and_recent_cycles() -> None:
+async def test_status_keeps_counts_the_last_error_and_recent_cycles(scripted: Scripted) -> None:
     """status() holds what the page shows, with metrics off too; history is bounded."""
     script: list[float | BaseException] = [0.5, ValueError("bad <input>"), 2.0] * 30
     service = scripted()(BaseServiceConfig(max_consecutive_failures=0), script=script)
@@ -235,7 +242,9 @@ async def test_status_keeps_counts_the_last_error_and_recent_cycles() -> None:
     assert status.health.consecutive_failures == 0
 
 
-async def test_failure_limit_stops_the_loop_and_reports_it() -> None:
+async def test_failure_limit_stops_the_loop_and_reports_it(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
     """max_consecutive_failures failures in a row stop the loop, which returns True."""
     cls = scripted()
     script: list[float | BaseException] = [RuntimeError("boom")] * 10
@@ -247,7 +256,9 @@ async def test_failure_limit_stops_the_loop_and_reports_it() -> None:
     assert not service.is_running
 
 
-async def test_a_success_resets_the_failure_streak() -> None:
+async def test_a_success_resets_the_failure_streak(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
     """Failures separated by a success never reach the limit."""
     boom = RuntimeError("boom")
     cls = scripted()
@@ -256,7 +267,7 @@ async def test_a_success_resets_the_failure_streak() -> None:
     assert counter(cls, "cycles_failed") == 3
 
 
-async def test_zero_failure_limit_means_unlimited() -> None:
+async def test_zero_failure_limit_means_unlimited(scripted: Scripted) -> None:
     """With max_consecutive_failures=0 the loop survives any number of failures."""
     script: list[float | BaseException] = [RuntimeError("boom")] * 20
     service = scripted()(BaseServiceConfig(max_consecutive_failures=0), script=script)
@@ -264,7 +275,7 @@ async def test_zero_failure_limit_means_unlimited() -> None:
     assert service.calls.count("run") == 20
 
 
-async def test_successful_cycle_metrics() -> None:
+async def test_successful_cycle_metrics(scripted: Scripted, metrics_on: MetricsOn) -> None:
     """A success counts, stamps last_cycle_timestamp and observes its duration."""
     cls = scripted()
     service = cls(metrics_on(), script=[4.5])
@@ -281,7 +292,9 @@ async def test_successful_cycle_metrics() -> None:
     assert REGISTRY.get_sample_value("cycle_duration_seconds_bucket", bucket) == 1
 
 
-async def test_cycles_longer_than_the_interval_are_counted() -> None:
+async def test_cycles_longer_than_the_interval_are_counted(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
     """cycles_over_interval counts the cycles that ran past the interval."""
     cls = scripted()
     script: list[float | BaseException] = [0.5, 2.0, 0.9, 1.5]
@@ -290,7 +303,9 @@ async def test_cycles_longer_than_the_interval_are_counted() -> None:
     assert counter(cls, "cycles_success") == 4
 
 
-async def test_failed_cycles_are_not_observed_in_the_histogram() -> None:
+async def test_failed_cycles_are_not_observed_in_the_histogram(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
     """Only successful cycles feed cycle_duration_seconds."""
     cls = scripted()
     await cls(metrics_on(), script=[RuntimeError("x")]).run_forever()
@@ -298,7 +313,9 @@ async def test_failed_cycles_are_not_observed_in_the_histogram() -> None:
     assert REGISTRY.get_sample_value("cycle_duration_seconds_count", labels) in (None, 0)
 
 
-async def test_baseline_metrics_exported_at_zero_on_start() -> None:
+async def test_baseline_metrics_exported_at_zero_on_start(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
     """Counts and streak exist at 0 before any cycle, beside the limit and the start time."""
     cls = scripted()
     assert counter(cls, "cycles_success") is None
@@ -311,7 +328,7 @@ async def test_baseline_metrics_exported_at_zero_on_start() -> None:
         assert before <= (gauge(cls, "start_timestamp") or 0) <= time.time()
 
 
-async def test_service_info_set_at_start() -> None:
+async def test_service_info_set_at_start(scripted: Scripted, metrics_on: MetricsOn) -> None:
     """service_info carries the service's name and version, and bigbrotr's, once started."""
     cls: type[ScriptedService] = type("Versioned", (scripted(),), {"SERVICE_VERSION": "2.4.1"})
     async with cls(metrics_on()):
@@ -322,7 +339,9 @@ async def test_service_info_set_at_start() -> None:
         assert REGISTRY.get_sample_value("service_info", labels | {"bigbrotr_version": __version__})
 
 
-async def test_cycle_durations_below_a_second_land_in_their_own_buckets() -> None:
+async def test_cycle_durations_below_a_second_land_in_their_own_buckets(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
     """A 20 ms cycle is counted at le=0.025, not only at le=1.0 (buckets start at 5 ms)."""
     cls = scripted()
     await cls(metrics_on(), script=[0.02]).run_forever()
@@ -334,7 +353,9 @@ async def test_cycle_durations_below_a_second_land_in_their_own_buckets() -> Non
     assert (bucket("0.01"), bucket("0.025"), bucket("3600.0")) == (0, 1, 1)
 
 
-def test_the_logger_is_public_and_bound_to_the_service(log_stream: io.StringIO) -> None:
+def test_the_logger_is_public_and_bound_to_the_service(
+    scripted: Scripted, log_stream: io.StringIO
+) -> None:
     """``self.log`` is a structlog logger whose lines carry the service name."""
     service = scripted("logged_service")()
     service.log.info("hello", items=3)
@@ -342,7 +363,7 @@ def test_the_logger_is_public_and_bound_to_the_service(log_stream: io.StringIO) 
     assert (line["event"], line["items"], line["service"]) == ("hello", 3, "logged_service")
 
 
-async def test_metrics_off_records_nothing() -> None:
+async def test_metrics_off_records_nothing(scripted: Scripted) -> None:
     """With metrics disabled, cycles and helpers leave no series."""
     cls = scripted()
     service = cls(script=[RuntimeError("x"), 1])
@@ -357,7 +378,7 @@ async def test_metrics_off_records_nothing() -> None:
     assert gauge(cls, "consecutive_failures") is None
 
 
-def test_metric_helpers_update_labelled_series() -> None:
+def test_metric_helpers_update_labelled_series(scripted: Scripted, metrics_on: MetricsOn) -> None:
     """set/inc/dec_gauge and inc_counter write service_gauge / service_counter_total."""
     cls = scripted()
     service = cls(metrics_on())
@@ -372,7 +393,9 @@ def test_metric_helpers_update_labelled_series() -> None:
         service.inc_counter("items", -1)
 
 
-async def test_failed_cycle_logged_once_at_error_with_traceback(log_stream: io.StringIO) -> None:
+async def test_failed_cycle_logged_once_at_error_with_traceback(
+    scripted: Scripted, log_stream: io.StringIO
+) -> None:
     """A failed cycle writes one ERROR line with type, message and traceback."""
     stream = log_stream
     service = scripted()(script=[ZeroDivisionError("division by zero"), 1])
@@ -385,7 +408,7 @@ async def test_failed_cycle_logged_once_at_error_with_traceback(log_stream: io.S
     assert errors[0]["service"] == service.SERVICE_NAME
 
 
-async def test_run_cycle_runs_one_cycle() -> None:
+async def test_run_cycle_runs_one_cycle(scripted: Scripted) -> None:
     """run_cycle() runs cleanup then run once and reports success."""
     service: ScriptedService = scripted()(script=[1, 1])
     assert await service.run_cycle() is True
@@ -414,14 +437,24 @@ class HangingService(BaseService[BaseServiceConfig]):
         await self.release.wait()
 
 
-def hanging(**fields: object) -> HangingService:
-    """A HangingService with a unique name, metrics on and ``fields`` in its config."""
-    cls = type("Hanging", (HangingService,), {"SERVICE_NAME": unique_name("hang")})
-    service: HangingService = cls(metrics_on(**fields))
-    return service
+Hanging = Callable[..., HangingService]
 
 
-async def test_cycle_timeout_cancels_and_counts_the_cycle(log_stream: io.StringIO) -> None:
+@pytest.fixture
+def hanging(unique_name: UniqueName, metrics_on: MetricsOn) -> Hanging:
+    """Make a HangingService with a unique name, metrics on and ``fields`` in its config."""
+
+    def make(**fields: object) -> HangingService:
+        cls = type("Hanging", (HangingService,), {"SERVICE_NAME": unique_name("hang")})
+        service: HangingService = cls(metrics_on(**fields))
+        return service
+
+    return make
+
+
+async def test_cycle_timeout_cancels_and_counts_the_cycle(
+    hanging: Hanging, log_stream: io.StringIO
+) -> None:
     """A cycle longer than cycle_timeout is cancelled and counted failed as TimeoutError."""
     service = hanging(cycle_timeout=0.05)
     assert await service.run_cycle() is False
@@ -433,7 +466,7 @@ async def test_cycle_timeout_cancels_and_counts_the_cycle(log_stream: io.StringI
     assert "cycle took longer than cycle_timeout=0.05s" in failed[-1]["error"]
 
 
-async def test_the_cycle_in_progress_is_exported_with_its_start() -> None:
+async def test_the_cycle_in_progress_is_exported_with_its_start(hanging: Hanging) -> None:
     """While a cycle runs its start time is exported; between cycles the gauge is 0."""
     service = hanging()
     before = time.time()
@@ -447,7 +480,9 @@ async def test_the_cycle_in_progress_is_exported_with_its_start() -> None:
     assert gauge(type(service), "interval_seconds") == service.config.interval
 
 
-async def test_shutdown_grace_cancels_a_hung_cycle_uncounted(log_stream: io.StringIO) -> None:
+async def test_shutdown_grace_cancels_a_hung_cycle_uncounted(
+    hanging: Hanging, log_stream: io.StringIO
+) -> None:
     """After a shutdown request a hung cycle gets shutdown_grace, then is cancelled, not failed."""
     service = hanging(shutdown_grace=0.05)
     loop = asyncio.create_task(service.run_forever())
@@ -458,7 +493,7 @@ async def test_shutdown_grace_cancels_a_hung_cycle_uncounted(log_stream: io.Stri
     assert "cycle cancelled: still running after shutdown_grace" in log_stream.getvalue()
 
 
-async def test_a_cycle_that_ends_within_the_grace_completes() -> None:
+async def test_a_cycle_that_ends_within_the_grace_completes(hanging: Hanging) -> None:
     """A cycle that finishes within shutdown_grace after the request is a normal success."""
     service = hanging(shutdown_grace=30)
     loop = asyncio.create_task(service.run_forever())
@@ -469,7 +504,9 @@ async def test_a_cycle_that_ends_within_the_grace_completes() -> None:
     assert counter(type(service), "cycles_success") == 1
 
 
-async def test_repeated_failures_log_the_traceback_once(log_stream: io.StringIO) -> None:
+async def test_repeated_failures_log_the_traceback_once(
+    scripted: Scripted, log_stream: io.StringIO
+) -> None:
     """The same failure's traceback is logged once; its repeats are one line with a count."""
     script: list[float | BaseException] = [ValueError("same"), ValueError("same"), ValueError("x")]
     service = scripted()(BaseServiceConfig(max_consecutive_failures=0), [*script, KeyError("k"), 0])
@@ -488,7 +525,9 @@ async def test_repeated_failures_log_the_traceback_once(log_stream: io.StringIO)
     assert linecache.getline(file, int(line)).strip() == "raise step"  # where it was raised
 
 
-async def test_a_huge_error_message_is_shortened(log_stream: io.StringIO) -> None:
+async def test_a_huge_error_message_is_shortened(
+    scripted: Scripted, log_stream: io.StringIO
+) -> None:
     """An exception carrying a whole payload is logged shortened, saying how much was cut."""
     service = scripted()(BaseServiceConfig(), [RuntimeError("x" * 5000)])
     await service.run_forever()
@@ -498,7 +537,9 @@ async def test_a_huge_error_message_is_shortened(log_stream: io.StringIO) -> Non
     assert len(error) < 1100
 
 
-def test_names_past_max_names_fold_into_overflow(log_stream: io.StringIO) -> None:
+def test_names_past_max_names_fold_into_overflow(
+    scripted: Scripted, log_stream: io.StringIO
+) -> None:
     """Past metrics.max_names, new names fold into __overflow__, counted, with one WARNING."""
     cls = scripted()
     service = cls(BaseServiceConfig(metrics=MetricsConfig(enabled=True, max_names=10)))
@@ -519,7 +560,7 @@ def test_names_past_max_names_fold_into_overflow(log_stream: io.StringIO) -> Non
     assert (warnings[0]["family"], warnings[0]["first_folded"]) == ("service_counter", "item_10")
 
 
-async def test_new_exception_types_fold_too() -> None:
+async def test_new_exception_types_fold_too(scripted: Scripted) -> None:
     """errors_<ExceptionType> names are guarded by max_names like any other name."""
     errors = [type(f"Error{i}", (Exception,), {})() for i in range(12)]
     cls = scripted()
@@ -533,7 +574,7 @@ async def test_new_exception_types_fold_too() -> None:
     assert counter(cls, "__overflow__")
 
 
-async def test_automatic_names_are_never_folded() -> None:
+async def test_automatic_names_are_never_folded(scripted: Scripted) -> None:
     """Past max_names, the runtime's own names (last_cycle_timestamp ...) still appear."""
     cls = scripted()
     service = cls(BaseServiceConfig(metrics=MetricsConfig(enabled=True, max_names=10)), [0])

@@ -3,7 +3,7 @@ import json
 import logging
 
 from bigbrotr.core.logger import Seen, Throttle, get_logger
-from tests.conftest import captured_logs
+from tests.support.logs import CapturedLogs
 
 
 def test_json_lines_carry_the_service_name(log_stream: io.StringIO) -> None:
@@ -18,7 +18,7 @@ def test_json_lines_carry_the_service_name(log_stream: io.StringIO) -> None:
     assert lines[1]["level"] == "warning"
 
 
-def test_text_format_is_human_readable_with_service() -> None:
+def test_text_format_is_human_readable_with_service(captured_logs: CapturedLogs) -> None:
     """The default text format is one readable line with key=value pairs."""
     with captured_logs("textsvc", "INFO", "text") as stream:
         get_logger("ours").info("cycle done", items=3)
@@ -29,7 +29,7 @@ def test_text_format_is_human_readable_with_service() -> None:
     assert not line.startswith("{")
 
 
-def test_level_filters_lower_levels() -> None:
+def test_level_filters_lower_levels(captured_logs: CapturedLogs) -> None:
     """Below the configured level nothing is written."""
     with captured_logs("quiet", "WARNING") as stream:
         get_logger("ours").info("hidden")
@@ -38,7 +38,7 @@ def test_level_filters_lower_levels() -> None:
     assert events == ["shown"]
 
 
-def test_logger_made_before_configuration_follows_it() -> None:
+def test_logger_made_before_configuration_follows_it(captured_logs: CapturedLogs) -> None:
     """A module-level logger created before configure_logging still uses it."""
     early = get_logger("early", component="x")
     with captured_logs("later") as stream:

@@ -11,7 +11,7 @@ from bigbrotr.core.metrics import (
     MetricsConfig,
     start_metrics_server,
 )
-from tests.conftest import unique_name
+from tests.support.services import UniqueName
 
 
 def _registry_with_gauge() -> CollectorRegistry:
@@ -66,7 +66,7 @@ def test_config_rejects_unknown_keys_by_name() -> None:
     assert info.value.errors()[0]["type"] == "extra_forbidden"
 
 
-def test_singletons_live_in_the_default_registry() -> None:
+def test_singletons_live_in_the_default_registry(unique_name: UniqueName) -> None:
     """The four seed metrics are exported from prometheus_client's REGISTRY."""
     name = unique_name()
     SERVICE_GAUGE.labels(name, "depth").set(7)
@@ -80,7 +80,7 @@ def test_singletons_live_in_the_default_registry() -> None:
     assert get("service_info", {"service": name}) == 1
 
 
-def test_histogram_buckets_span_milliseconds_to_an_hour() -> None:
+def test_histogram_buckets_span_milliseconds_to_an_hour(unique_name: UniqueName) -> None:
     """cycle_duration_seconds uses buckets from 5 ms to 3600 s, and +Inf."""
     name = unique_name()
     CYCLE_DURATION_SECONDS.labels(name).observe(7)

@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.watchdog import LoopWatchdog
-from tests.conftest import unique_name
+from tests.support.services import UniqueName
 
 
 def logged(stream: io.StringIO, event: str) -> list[dict[str, object]]:
@@ -78,7 +78,9 @@ class BlockingService(BaseService[BaseServiceConfig]):
         self.request_shutdown()
 
 
-async def test_services_export_their_loop_lag(log_stream: io.StringIO) -> None:
+async def test_services_export_their_loop_lag(
+    unique_name: UniqueName, log_stream: io.StringIO
+) -> None:
     """run_forever watches its loop: event_loop_lag_seconds is exported, the block logged."""
     cls: type[BlockingService] = type("B", (BlockingService,), {"SERVICE_NAME": unique_name("b")})
     config = BaseServiceConfig(metrics=MetricsConfig(enabled=True), loop_block_threshold=0.5)
@@ -90,7 +92,7 @@ async def test_services_export_their_loop_lag(log_stream: io.StringIO) -> None:
     assert not [t for t in threading.enumerate() if t.name == "bigbrotr-watchdog"]
 
 
-async def test_threshold_zero_turns_the_watchdog_off() -> None:
+async def test_threshold_zero_turns_the_watchdog_off(unique_name: UniqueName) -> None:
     """loop_block_threshold: 0 starts no watchdog and exports no lag."""
     cls: type[BlockingService] = type("B", (BlockingService,), {"SERVICE_NAME": unique_name("o")})
     config = BaseServiceConfig(metrics=MetricsConfig(enabled=True), loop_block_threshold=0)
