@@ -21,11 +21,18 @@ from tests.support.services import Scripted
 
 
 class QueueDepth:
-    """Fetches a queue length with ``await``, as from a broker; records where it ran."""
+    """Fetches a queue length with ``await``, as from a broker; records where it ran.
 
-    def __init__(self, delay: float = 0.0, error: Exception | None = None) -> None:
-        self.delay = delay
+    A ``hung`` one waits in each fetch until the test opens its ``gate`` (a broker
+    hanging); ``collected`` is set once a fetch has returned.
+    """
+
+    def __init__(self, error: Exception | None = None, *, hung: bool = False) -> None:
         self.error = error
+        self.gate = asyncio.Event()
+        if not hung:
+            self.gate.set()
+        self.collected = asyncio.Event()
         self.depth = 0
         self.calls = 0
         self.threads: set[int] = set()
@@ -33,10 +40,11 @@ class QueueDepth:
     async def collect(self) -> Iterable[Metric]:
         self.calls += 1
         self.threads.add(threading.get_ident())
-        await asyncio.sleep(self.delay)
+        await self.gate.wait()
         if self.error is not None:
             raise self.error
         self.depth += 1
+        self.collected.set()
         return [GaugeMetricFamily("jobs_queue_depth", "Jobs waiting.", value=self.depth)]
 
 
@@ -74,11 +82,13 @@ async def test_concurrent_scrapes_share_one_collect(
 ) -> None:
     """Five scrapes at once wait for the same collect() (at most one in flight)."""
     registry, server = served
-    collector = QueueDepth(delay=0.2)
+    collector = QueueDepth(hung=True)  # in flight until the five are answered
     register_async_collector(collector, registry)
     answers = await asyncio.gather(*(scrape(http, server) for _ in range(5)))
     assert [status for status, _ in answers] == [200] * 5
     assert collector.calls == 1
+    collector.gate.set()
+    await asyncio.wait_for(collector.collected.wait(), 5)  # the shared fetch ends
 
 
 def failures(text: str, reason: str) -> float | None:
@@ -108,7 +118,8 @@ async def test_a_late_collect_is_left_out_and_the_loop_runs_on(
 ) -> None:
     """Past half the render timeout the scrape goes on without it; the loop never waits."""
     registry, server = served
-    register_async_collector(QueueDepth(delay=2.0), registry)
+    collector = QueueDepth(hung=True)  # late until the scrape is answered
+    register_async_collector(collector, registry)
     ticks = 0
 
     async def tick() -> None:
@@ -123,6 +134,8 @@ async def test_a_late_collect_is_left_out_and_the_loop_runs_on(
     assert status == 200 and "jobs_queue_depth" not in text
     assert failures(text, "timeout") == 1
     assert ticks >= 10  # the service's loop kept running while the scrape waited
+    collector.gate.set()
+    await asyncio.wait_for(collector.collected.wait(), 5)  # the late fetch ends
 
 
 async def test_registered_before_any_loop_it_runs_on_the_service_loop(

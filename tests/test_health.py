@@ -62,7 +62,7 @@ def test_each_check_fails_for_its_reason(
         assert lines[-1] == "check failed" and verdict.status == 503
 
 
-async def test_health_endpoints_over_http(scripted: Scripted, http: aiohttp.ClientSession) -> None:
+async def test_health_endpoints_over_http(http: aiohttp.ClientSession, scripted: Scripted) -> None:
     """A service's /healthz, /livez and /readyz answer over HTTP; readiness follows shutdown."""
     service = scripted()(BaseServiceConfig(metrics=MetricsConfig(enabled=True, port=0)), [0])
     server = MetricsServer(service.config.metrics, health=service.health)
@@ -86,30 +86,36 @@ async def test_health_endpoints_over_http(scripted: Scripted, http: aiohttp.Clie
 
 
 class Blocker(BaseService[BaseServiceConfig]):
-    """Blocks its event loop for a while in its one cycle."""
+    """Blocks its event loop in its one cycle, until the test has seen /healthz fail."""
 
     SERVICE_NAME = "blocker"
+
+    def __init__(self, config: BaseServiceConfig) -> None:
+        super().__init__(config)
+        self.seen = threading.Event()
 
     async def cleanup(self) -> int:
         return 0
 
     async def run(self) -> None:
-        await asyncio.sleep(0.3)
-        time.sleep(1.5)  # noqa: ASYNC251 (the bug /healthz must reveal)
+        self.seen.wait(10)  # blocking on the loop: the bug /healthz must reveal
         self.request_shutdown()
 
 
-def poll_until_503(url: str, seen: list[str]) -> None:
-    """GET ``url`` every 50 ms until a 503 (or 5 s), recording that answer's body."""
+def poll_until_503(url: str, seen: list[str], done: threading.Event) -> None:
+    """GET ``url`` every 50 ms until a 503 (or 5 s), recording that answer's body; then ``done``."""
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-        except urllib.error.HTTPError as exc:
-            if exc.code == 503:
-                seen.append(exc.read().decode())
-                return
-        time.sleep(0.05)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+            except urllib.error.HTTPError as exc:
+                if exc.code == 503:
+                    seen.append(exc.read().decode())
+                    return
+            time.sleep(0.05)
+    finally:
+        done.set()
 
 
 async def test_healthz_fails_while_the_loop_is_blocked(unique_name: UniqueName) -> None:
@@ -123,7 +129,8 @@ async def test_healthz_fails_while_the_loop_is_blocked(unique_name: UniqueName) 
     assert server.url is not None
     seen: list[str] = []
     poller = threading.Thread(
-        target=poll_until_503, args=(server.url.replace("/metrics", "/healthz?verbose"), seen)
+        target=poll_until_503,
+        args=(server.url.replace("/metrics", "/healthz?verbose"), seen, service.seen),
     )
     poller.start()
     try:

@@ -29,7 +29,8 @@ async def test_a_blocked_loop_is_reported_once_with_where(log_stream: io.StringI
         asyncio.get_running_loop(), threshold=0.1, observe=lags.append, interval=0.02
     )
     watchdog.start()
-    await asyncio.sleep(0.1)
+    while len(lags) < 3:  # a few prompt probes before the block
+        await asyncio.sleep(0.01)
     during: list[float] = []  # what the status page reads, from another thread, mid-block
     peek = threading.Timer(0.35, lambda: during.append(watchdog.lag()))
     peek.start()
@@ -64,7 +65,7 @@ async def test_a_free_loop_is_measured_and_not_reported(log_stream: io.StringIO)
 
 
 class BlockingService(BaseService[BaseServiceConfig]):
-    """A service whose one cycle blocks the event loop."""
+    """A service whose one cycle blocks the event loop, between prompt probes of the watchdog."""
 
     SERVICE_NAME = "blocking"
 
@@ -72,10 +73,18 @@ class BlockingService(BaseService[BaseServiceConfig]):
         return 0
 
     async def run(self) -> None:
-        await asyncio.sleep(0.3)  # let the watchdog take a few prompt measurements first
+        await self.probes(2)  # let the watchdog take a few prompt measurements first
         block_the_loop(1.2)
-        await asyncio.sleep(0.3)  # and see the loop run again
+        await self.probes(3)  # and see the loop run again: the probe sent during the block
         self.request_shutdown()
+
+    async def probes(self, count: int) -> None:
+        """Wait until the watchdog has measured the loop ``count`` times (at once without one)."""
+        if not self.config.loop_block_threshold:
+            return
+        labels = {"service": self.SERVICE_NAME}
+        while (REGISTRY.get_sample_value("event_loop_lag_seconds_count", labels) or 0) < count:
+            await asyncio.sleep(0.01)
 
 
 async def test_services_export_their_loop_lag(
