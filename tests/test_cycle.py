@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
-from tests.support.services import MetricsOn, Scripted, UniqueName
+from tests.support.services import MetricsOn, Scripted, ScriptedService, UniqueName
 
 
 def counter(service: type[BaseService[BaseServiceConfig]], name: str) -> float | None:
@@ -270,3 +270,57 @@ async def test_a_huge_error_message_is_shortened(
     error = next(line["error"] for line in failed if line["event"] == "cycle failed")
     assert error.endswith("... (4014 more characters)")
     assert len(error) < 1100
+
+
+async def test_a_cycle_timeout_due_before_the_grace_ends_still_fails_the_cycle(
+    hanging: Hanging, log_stream: io.StringIO
+) -> None:
+    """A shutdown request never extends a cycle: a timeout due sooner is a counted failure."""
+    service = hanging(cycle_timeout=0.05, shutdown_grace=30)
+    loop = asyncio.create_task(service.run_forever())
+    await service.entered.wait()
+    service.request_shutdown()
+    assert await asyncio.wait_for(loop, 5) is False
+    assert counter(type(service), "errors_TimeoutError") == 1
+    assert "cycle cancelled" not in log_stream.getvalue()
+
+
+async def test_a_cycle_started_after_shutdown_gets_only_the_grace(
+    hanging: Hanging, log_stream: io.StringIO
+) -> None:
+    """run_cycle() after a shutdown request is cancelled after shutdown_grace, uncounted."""
+    service = hanging(shutdown_grace=0.05)
+    service.request_shutdown()
+    assert await asyncio.wait_for(service.run_cycle(), 5) is False
+    assert counter(type(service), "cycles_failed") == 0
+    assert "cycle cancelled: still running after shutdown_grace" in log_stream.getvalue()
+
+
+async def test_a_timeout_raised_by_run_itself_is_an_ordinary_failure(
+    scripted: Scripted, metrics_on: MetricsOn, log_stream: io.StringIO
+) -> None:
+    """A TimeoutError from the service's own code keeps its message: cycle_timeout did not fire."""
+    cls = scripted()
+    await cls(metrics_on(cycle_timeout=60), script=[TimeoutError("upstream slow")]).run_forever()
+    assert counter(cls, "errors_TimeoutError") == 1
+    failed = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    failed = [line for line in failed if line["event"] == "cycle failed"]
+    assert [line["error"] for line in failed] == ["TimeoutError: upstream slow"]
+
+
+async def test_a_successful_cycle_logs_its_duration_and_what_cleanup_cleaned(
+    scripted: Scripted, log_stream: io.StringIO
+) -> None:
+    """One DEBUG line per successful cycle, with its duration and cleanup()'s count."""
+
+    async def cleanup(self: ScriptedService) -> int:
+        await ScriptedService.cleanup(self)
+        return 3
+
+    cls: type[ScriptedService] = type("Cleaning", (scripted(),), {"cleanup": cleanup})
+    await cls(script=[2.5]).run_forever()
+    lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    done = [line for line in lines if line["event"] == "cycle done"]
+    assert [(line["level"], line["duration_seconds"], line["cleaned"]) for line in done] == [
+        ("debug", 2.5, 3)
+    ]
