@@ -3,6 +3,7 @@ import json
 import logging
 
 from bigbrotr.core.logger import Seen, Throttle, get_logger
+from bigbrotr.testing import FakeClock
 from tests.support.logs import CapturedLogs
 
 
@@ -50,11 +51,11 @@ def test_logger_made_before_configuration_follows_it(captured_logs: CapturedLogs
 
 def test_throttle_logs_the_first_of_each_kind_then_once_per_interval() -> None:
     """Throttle: first of a kind logs; repeats wait for `every` and report how many."""
-    now = [0.0]
-    throttle = Throttle(every=60.0, max_kinds=2, now=lambda: now[0])
+    clock = FakeClock(start=0.0)
+    throttle = Throttle(every=60.0, max_kinds=2, now=clock.monotonic)
     assert throttle.note("a") == Seen(log=True, first=True, count=1, since=1)
     assert throttle.note("a").log is False
-    now[0] = 61.0
+    clock.advance(61.0)
     assert throttle.note("a") == Seen(log=True, first=False, count=3, since=2)
     assert throttle.note("b").first
     assert [throttle.note("c").first for _ in range(2)] == [True, True]  # past max_kinds
