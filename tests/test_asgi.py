@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from bigbrotr.core.asgi import MetricsApp, make_asgi_app
 from bigbrotr.core.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render
-from tests.conftest import BrokenCollector, GatedCollector
+from tests.support.collectors import BrokenCollector, GatedCollector
 
 #: Families the tests' registries define, as ``name[]`` selects them: a filtered body
 #: leaves out the endpoint's own metrics, whose values change with every scrape.

@@ -16,16 +16,23 @@ from bigbrotr.core.metrics import (
     unregister_async_collector,
 )
 from bigbrotr.core.server import MetricsServer
-from tests.conftest import scripted
-from tests.e2e.conftest import sample
+from bigbrotr.testing import sample_value
+from tests.support.services import Scripted
 
 
 class QueueDepth:
-    """Fetches a queue length with ``await``, as from a broker; records where it ran."""
+    """Fetches a queue length with ``await``, as from a broker; records where it ran.
 
-    def __init__(self, delay: float = 0.0, error: Exception | None = None) -> None:
-        self.delay = delay
+    A ``hung`` one waits in each fetch until the test opens its ``gate`` (a broker
+    hanging); ``collected`` is set once a fetch has returned.
+    """
+
+    def __init__(self, error: Exception | None = None, *, hung: bool = False) -> None:
         self.error = error
+        self.gate = asyncio.Event()
+        if not hung:
+            self.gate.set()
+        self.collected = asyncio.Event()
         self.depth = 0
         self.calls = 0
         self.threads: set[int] = set()
@@ -33,10 +40,11 @@ class QueueDepth:
     async def collect(self) -> Iterable[Metric]:
         self.calls += 1
         self.threads.add(threading.get_ident())
-        await asyncio.sleep(self.delay)
+        await self.gate.wait()
         if self.error is not None:
             raise self.error
         self.depth += 1
+        self.collected.set()
         return [GaugeMetricFamily("jobs_queue_depth", "Jobs waiting.", value=self.depth)]
 
 
@@ -64,8 +72,8 @@ async def test_collect_is_awaited_on_the_service_loop_before_each_scrape(
     collector = QueueDepth()
     register_async_collector(collector, registry)
     first, second = await scrape(http, server), await scrape(http, server)
-    assert sample(first[1], "jobs_queue_depth") == 1
-    assert sample(second[1], "jobs_queue_depth") == 2
+    assert sample_value(first[1], "jobs_queue_depth") == 1
+    assert sample_value(second[1], "jobs_queue_depth") == 2
     assert collector.threads == {threading.get_ident()}  # this loop's thread
 
 
@@ -74,15 +82,17 @@ async def test_concurrent_scrapes_share_one_collect(
 ) -> None:
     """Five scrapes at once wait for the same collect() (at most one in flight)."""
     registry, server = served
-    collector = QueueDepth(delay=0.2)
+    collector = QueueDepth(hung=True)  # in flight until the five are answered
     register_async_collector(collector, registry)
     answers = await asyncio.gather(*(scrape(http, server) for _ in range(5)))
     assert [status for status, _ in answers] == [200] * 5
     assert collector.calls == 1
+    collector.gate.set()
+    await asyncio.wait_for(collector.collected.wait(), 5)  # the shared fetch ends
 
 
 def failures(text: str, reason: str) -> float | None:
-    return sample(
+    return sample_value(
         text, "metrics_async_collector_failures_total", collector="QueueDepth", reason=reason
     )
 
@@ -98,7 +108,7 @@ async def test_a_failing_collect_is_left_out_and_counted(
     register_async_collector(QueueDepth(error=ConnectionError("broker down")), registry)
     status, text = await scrape(http, server)
     assert status == 200
-    assert "jobs_queue_depth" not in text and sample(text, "other_value") == 1
+    assert "jobs_queue_depth" not in text and sample_value(text, "other_value") == 1
     assert failures(text, "error") == 1 and failures(text, "timeout") == 0
     assert "ConnectionError: broker down" in log_stream.getvalue()
 
@@ -108,7 +118,8 @@ async def test_a_late_collect_is_left_out_and_the_loop_runs_on(
 ) -> None:
     """Past half the render timeout the scrape goes on without it; the loop never waits."""
     registry, server = served
-    register_async_collector(QueueDepth(delay=2.0), registry)
+    collector = QueueDepth(hung=True)  # late until the scrape is answered
+    register_async_collector(collector, registry)
     ticks = 0
 
     async def tick() -> None:
@@ -123,10 +134,12 @@ async def test_a_late_collect_is_left_out_and_the_loop_runs_on(
     assert status == 200 and "jobs_queue_depth" not in text
     assert failures(text, "timeout") == 1
     assert ticks >= 10  # the service's loop kept running while the scrape waited
+    collector.gate.set()
+    await asyncio.wait_for(collector.collected.wait(), 5)  # the late fetch ends
 
 
 async def test_registered_before_any_loop_it_runs_on_the_service_loop(
-    served: tuple[CollectorRegistry, MetricsServer], http: aiohttp.ClientSession
+    scripted: Scripted, served: tuple[CollectorRegistry, MetricsServer], http: aiohttp.ClientSession
 ) -> None:
     """Registered with no loop running, it waits for a service to start, then uses its loop."""
     registry, server = served
@@ -136,7 +149,7 @@ async def test_registered_before_any_loop_it_runs_on_the_service_loop(
     assert status == 200 and failures(text, "no_loop") == 1
     async with scripted()(BaseServiceConfig()):
         status, text = await scrape(http, server)
-    assert status == 200 and sample(text, "jobs_queue_depth") == 1
+    assert status == 200 and sample_value(text, "jobs_queue_depth") == 1
 
 
 class Yielding:
@@ -155,7 +168,7 @@ async def test_collect_may_yield_its_families(
     collector = Yielding()
     register_async_collector(collector, registry)
     status, text = await scrape(http, server)
-    assert status == 200 and sample(text, "pool_connections") == 3
+    assert status == 200 and sample_value(text, "pool_connections") == 3
     with pytest.raises(ValueError, match="already registered"):
         register_async_collector(collector, registry)
 

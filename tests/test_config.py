@@ -1,8 +1,6 @@
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from pydantic import Field, SecretStr, ValidationError
 
 from bigbrotr.core.base_service import BaseServiceConfig, load_config
@@ -87,24 +85,6 @@ def test_an_unknown_key_in_a_yaml_file_names_its_line(tmp_path: Path) -> None:
     assert "line" not in error_line(batch_sise=3)
 
 
-def test_web_config_file_in_yaml_is_relative_to_that_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A relative web_config_file in YAML is beside the YAML; absolute ones and Python's stay."""
-    (tmp_path / "conf").mkdir()
-    (tmp_path / "elsewhere").mkdir()
-    monkeypatch.chdir(tmp_path / "elsewhere")
-    path = tmp_path / "conf" / "svc.yaml"
-    path.write_text("metrics:\n  web_config_file: tls/web.yml\n")
-    assert load_config(BaseServiceConfig, "../conf/svc.yaml").metrics.web_config_file == str(
-        tmp_path / "conf" / "tls" / "web.yml"
-    )
-    path.write_text(f"metrics:\n  web_config_file: {tmp_path / 'web.yml'}\n")
-    assert load_config(BaseServiceConfig, path).metrics.web_config_file == str(tmp_path / "web.yml")
-    built = BaseServiceConfig.model_validate({"metrics": {"web_config_file": "web.yml"}})
-    assert built.metrics.web_config_file == "web.yml"
-
-
 @pytest.mark.parametrize(
     ("fields", "field", "value"),
     [
@@ -172,30 +152,6 @@ def test_masked_hides_secrets_by_type_name_and_url() -> None:
     assert shown["note"] == "see https://example.com/a:b@c is not a credential"
     assert shown["batch_size"] == 100 and shown["metrics"]["port"] == 8000
     assert "s3cr3t" not in repr(shown) and "tok-123" not in repr(shown)
-
-
-yaml_pieces = st.sampled_from(
-    ["interval", "metrics", "port", "host", "path", "enabled", "max_names", "cycle_timeout",
-     ":", ": ", "\n", "  ", "- ", "&a ", "*a", "[", "]", "{", "}", ",", "'", '"', "#", "true",
-     "1e-9", "-1", "0", "9999999", "null", "~", "!!binary ", "!!python/object ", "${X}",
-     "${X:-1}", "/metrics?x", "\t", "\\", "é", "\x00", "---\n", "...\n"]
-)  # fmt: skip
-
-
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(st.lists(yaml_pieces, max_size=40).map("".join))
-def test_any_config_text_loads_or_is_one_clear_line(tmp_path: Path, text: str) -> None:
-    """Whatever the file holds, loading gives a config or one short ConfigFileError line."""
-    path = tmp_path / "fuzz.yaml"
-    path.write_text(text, encoding="utf-8", errors="surrogatepass")
-    try:
-        load_config(BaseServiceConfig, path)
-    except ConfigFileError as exc:
-        message = str(exc)
-        assert "\n" not in message and message.startswith(str(path))
-        assert len(message) < 2000
 
 
 def test_environment_numbers_and_whole_sections_are_not_echoed() -> None:

@@ -35,6 +35,16 @@ class GatedJob:
         self.gates[run - 1].set()
 
 
+async def arrived(callers: list[asyncio.Task[str]]) -> None:
+    """Let new callers reach the coalescer: each runs, in one loop step, until it waits there.
+
+    ``get`` queues a caller before its first ``await``, and tasks created before
+    this step run before it ends: no time has to pass, none of them is answered.
+    """
+    await asyncio.sleep(0)
+    assert not any(caller.done() for caller in callers)
+
+
 @pytest.fixture
 def executor() -> Iterator[DaemonThreadExecutor]:
     executor = DaemonThreadExecutor("test-render")
@@ -49,7 +59,7 @@ async def test_callers_during_a_run_share_the_next_run(executor: DaemonThreadExe
     first = asyncio.create_task(coalescer.get("k", 0))
     await job.wait_started()
     late = [asyncio.create_task(coalescer.get("k", 0)) for _ in range(10)]
-    await asyncio.sleep(0.05)
+    await arrived(late)
     assert job.runs == 1  # the next run waits for the current one
     job.release(1)
     assert await first == "k:1"
@@ -66,7 +76,7 @@ async def test_a_run_gets_the_options_of_all_its_callers(executor: DaemonThreadE
     first = asyncio.create_task(coalescer.get("k", 1))
     await job.wait_started()
     late = [asyncio.create_task(coalescer.get("k", option)) for option in (2, 3, 2)]
-    await asyncio.sleep(0.05)
+    await arrived(late)
     job.release(1)
     await job.wait_started()
     job.release(2)
@@ -88,6 +98,7 @@ async def test_a_caller_arriving_mid_run_gets_a_later_run(
     first = asyncio.create_task(coalescer.get(first_key, 0))
     await job.wait_started()
     second = asyncio.create_task(coalescer.get(second_key, 0))
+    await arrived([second])  # mid-run: run 1 is still held
     job.release(1)
     await job.wait_started()
     job.release(2)

@@ -3,7 +3,7 @@ import asyncio
 from prometheus_client import CollectorRegistry
 
 from bigbrotr.core.exposition import Endpoint, Request
-from tests.conftest import GatedCollector
+from tests.support.collectors import GatedCollector
 
 OPENMETRICS = ("Accept", "application/openmetrics-text;version=1.0.0")
 

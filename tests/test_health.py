@@ -12,26 +12,13 @@ from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 from bigbrotr.core.health import HealthSnapshot, liveness, readiness
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
-from tests.conftest import scripted, unique_name
-
-HEALTHY = HealthSnapshot(
-    now=1000.0,
-    started_at=900.0,
-    loop_blocked_for=0.0,
-    loop_block_threshold=1.0,
-    consecutive_failures=0,
-    max_consecutive_failures=5,
-    last_success_at=990.0,
-    cycle_started_at=None,
-    stale_after=120.0,
-    shutting_down=False,
-)
+from tests.support.services import Scripted, UniqueName
 
 
-def test_a_healthy_service_is_alive_and_ready() -> None:
+def test_a_healthy_service_is_alive_and_ready(healthy: HealthSnapshot) -> None:
     """Loop running, cycles succeeding: 200 on both, one passing line per check."""
-    assert liveness(HEALTHY).status == readiness(HEALTHY).status == 200
-    assert readiness(HEALTHY).text(verbose=True).splitlines() == [
+    assert liveness(healthy).status == readiness(healthy).status == 200
+    assert readiness(healthy).text(verbose=True).splitlines() == [
         "[+]event-loop ok",
         "[+]failures ok",
         "[+]freshness ok",
@@ -39,7 +26,7 @@ def test_a_healthy_service_is_alive_and_ready() -> None:
         "[+]shutdown ok",
         "check passed",
     ]
-    assert liveness(HEALTHY).text(verbose=False) == "ok\n"
+    assert liveness(healthy).text(verbose=False) == "ok\n"
 
 
 @pytest.mark.parametrize(
@@ -60,10 +47,10 @@ def test_a_healthy_service_is_alive_and_ready() -> None:
          "never succeeded", "cycle short", "cycle hung", "stopping"],
 )  # fmt: skip
 def test_each_check_fails_for_its_reason(
-    change: dict[str, object], alive: bool, failed: str | None
+    healthy: HealthSnapshot, change: dict[str, object], alive: bool, failed: str | None
 ) -> None:
     """Each condition fails its own check with a reason; the rest still pass."""
-    snapshot = dataclasses.replace(HEALTHY, **change)  # type: ignore[arg-type]
+    snapshot = dataclasses.replace(healthy, **change)  # type: ignore[arg-type]
     assert liveness(snapshot).ok is alive
     verdict = readiness(snapshot)
     assert verdict.ok is (failed is None)
@@ -75,7 +62,7 @@ def test_each_check_fails_for_its_reason(
         assert lines[-1] == "check failed" and verdict.status == 503
 
 
-async def test_health_endpoints_over_http(http: aiohttp.ClientSession) -> None:
+async def test_health_endpoints_over_http(http: aiohttp.ClientSession, scripted: Scripted) -> None:
     """A service's /healthz, /livez and /readyz answer over HTTP; readiness follows shutdown."""
     service = scripted()(BaseServiceConfig(metrics=MetricsConfig(enabled=True, port=0)), [0])
     server = MetricsServer(service.config.metrics, health=service.health)
@@ -99,33 +86,39 @@ async def test_health_endpoints_over_http(http: aiohttp.ClientSession) -> None:
 
 
 class Blocker(BaseService[BaseServiceConfig]):
-    """Blocks its event loop for a while in its one cycle."""
+    """Blocks its event loop in its one cycle, until the test has seen /healthz fail."""
 
     SERVICE_NAME = "blocker"
+
+    def __init__(self, config: BaseServiceConfig) -> None:
+        super().__init__(config)
+        self.seen = threading.Event()
 
     async def cleanup(self) -> int:
         return 0
 
     async def run(self) -> None:
-        await asyncio.sleep(0.3)
-        time.sleep(1.5)  # noqa: ASYNC251 (the bug /healthz must reveal)
+        self.seen.wait(10)  # blocking on the loop: the bug /healthz must reveal
         self.request_shutdown()
 
 
-def poll_until_503(url: str, seen: list[str]) -> None:
-    """GET ``url`` every 50 ms until a 503 (or 5 s), recording that answer's body."""
+def poll_until_503(url: str, seen: list[str], done: threading.Event) -> None:
+    """GET ``url`` every 50 ms until a 503 (or 5 s), recording that answer's body; then ``done``."""
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-        except urllib.error.HTTPError as exc:
-            if exc.code == 503:
-                seen.append(exc.read().decode())
-                return
-        time.sleep(0.05)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+            except urllib.error.HTTPError as exc:
+                if exc.code == 503:
+                    seen.append(exc.read().decode())
+                    return
+            time.sleep(0.05)
+    finally:
+        done.set()
 
 
-async def test_healthz_fails_while_the_loop_is_blocked() -> None:
+async def test_healthz_fails_while_the_loop_is_blocked(unique_name: UniqueName) -> None:
     """The server (on its own loop) answers 503 on /healthz while the service's loop is blocked."""
     cls: type[Blocker] = type("B", (Blocker,), {"SERVICE_NAME": unique_name("blk")})
     service = cls(
@@ -136,7 +129,8 @@ async def test_healthz_fails_while_the_loop_is_blocked() -> None:
     assert server.url is not None
     seen: list[str] = []
     poller = threading.Thread(
-        target=poll_until_503, args=(server.url.replace("/metrics", "/healthz?verbose"), seen)
+        target=poll_until_503,
+        args=(server.url.replace("/metrics", "/healthz?verbose"), seen, service.seen),
     )
     poller.start()
     try:

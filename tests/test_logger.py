@@ -3,7 +3,8 @@ import json
 import logging
 
 from bigbrotr.core.logger import Seen, Throttle, get_logger
-from tests.conftest import captured_logs
+from bigbrotr.testing import FakeClock
+from tests.support.logs import CapturedLogs
 
 
 def test_json_lines_carry_the_service_name(log_stream: io.StringIO) -> None:
@@ -18,7 +19,7 @@ def test_json_lines_carry_the_service_name(log_stream: io.StringIO) -> None:
     assert lines[1]["level"] == "warning"
 
 
-def test_text_format_is_human_readable_with_service() -> None:
+def test_text_format_is_human_readable_with_service(captured_logs: CapturedLogs) -> None:
     """The default text format is one readable line with key=value pairs."""
     with captured_logs("textsvc", "INFO", "text") as stream:
         get_logger("ours").info("cycle done", items=3)
@@ -29,7 +30,7 @@ def test_text_format_is_human_readable_with_service() -> None:
     assert not line.startswith("{")
 
 
-def test_level_filters_lower_levels() -> None:
+def test_level_filters_lower_levels(captured_logs: CapturedLogs) -> None:
     """Below the configured level nothing is written."""
     with captured_logs("quiet", "WARNING") as stream:
         get_logger("ours").info("hidden")
@@ -38,7 +39,7 @@ def test_level_filters_lower_levels() -> None:
     assert events == ["shown"]
 
 
-def test_logger_made_before_configuration_follows_it() -> None:
+def test_logger_made_before_configuration_follows_it(captured_logs: CapturedLogs) -> None:
     """A module-level logger created before configure_logging still uses it."""
     early = get_logger("early", component="x")
     with captured_logs("later") as stream:
@@ -50,11 +51,11 @@ def test_logger_made_before_configuration_follows_it() -> None:
 
 def test_throttle_logs_the_first_of_each_kind_then_once_per_interval() -> None:
     """Throttle: first of a kind logs; repeats wait for `every` and report how many."""
-    now = [0.0]
-    throttle = Throttle(every=60.0, max_kinds=2, now=lambda: now[0])
+    clock = FakeClock(start=0.0)
+    throttle = Throttle(every=60.0, max_kinds=2, now=clock.monotonic)
     assert throttle.note("a") == Seen(log=True, first=True, count=1, since=1)
     assert throttle.note("a").log is False
-    now[0] = 61.0
+    clock.advance(61.0)
     assert throttle.note("a") == Seen(log=True, first=False, count=3, since=2)
     assert throttle.note("b").first
     assert [throttle.note("c").first for _ in range(2)] == [True, True]  # past max_kinds

@@ -1,7 +1,5 @@
 import aiohttp
-import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
-from pydantic import ValidationError
 
 from bigbrotr.core.metrics import (
     CYCLE_DURATION_SECONDS,
@@ -11,7 +9,7 @@ from bigbrotr.core.metrics import (
     MetricsConfig,
     start_metrics_server,
 )
-from tests.conftest import unique_name
+from tests.support.services import UniqueName
 
 
 def _registry_with_gauge() -> CollectorRegistry:
@@ -20,53 +18,7 @@ def _registry_with_gauge() -> CollectorRegistry:
     return registry
 
 
-def test_config_defaults_match_the_seed() -> None:
-    """Metrics are off by default and bound to loopback."""
-    config = MetricsConfig()
-    assert (config.enabled, config.port, config.host, config.path) == (
-        False,
-        8000,
-        "127.0.0.1",
-        "/metrics",
-    )
-
-
-@pytest.mark.parametrize("port", [0, 1024, 8000, 65535])
-def test_config_accepts_valid_ports(port: int) -> None:
-    """Port 0 (any free port) and 1024-65535 are valid."""
-    assert MetricsConfig(port=port).port == port
-
-
-@pytest.mark.parametrize("port", [-1, 1, 80, 1023, 65536])
-def test_config_rejects_invalid_ports(port: int) -> None:
-    """Privileged and out-of-range ports are rejected with the range in the message."""
-    with pytest.raises(ValidationError, match="between 1024 and 65535"):
-        MetricsConfig(port=port)
-
-
-@pytest.mark.parametrize(
-    ("fields", "message"),
-    [
-        ({"host": ""}, "at least 1 character"),
-        ({"path": ""}, "must start with '/'"),
-        ({"path": "metrics"}, "must start with '/'"),
-    ],
-)
-def test_config_rejects_bad_host_and_path(fields: dict[str, str], message: str) -> None:
-    """An empty host, or a path not starting with '/', is rejected."""
-    with pytest.raises(ValidationError, match=message):
-        MetricsConfig(**fields)  # type: ignore[arg-type]
-
-
-def test_config_rejects_unknown_keys_by_name() -> None:
-    """An unknown key is an error that names the key."""
-    with pytest.raises(ValidationError) as info:
-        MetricsConfig(prot=9000)  # type: ignore[call-arg]
-    assert info.value.errors()[0]["loc"] == ("prot",)
-    assert info.value.errors()[0]["type"] == "extra_forbidden"
-
-
-def test_singletons_live_in_the_default_registry() -> None:
+def test_singletons_live_in_the_default_registry(unique_name: UniqueName) -> None:
     """The four seed metrics are exported from prometheus_client's REGISTRY."""
     name = unique_name()
     SERVICE_GAUGE.labels(name, "depth").set(7)
@@ -80,7 +32,7 @@ def test_singletons_live_in_the_default_registry() -> None:
     assert get("service_info", {"service": name}) == 1
 
 
-def test_histogram_buckets_span_milliseconds_to_an_hour() -> None:
+def test_histogram_buckets_span_milliseconds_to_an_hour(unique_name: UniqueName) -> None:
     """cycle_duration_seconds uses buckets from 5 ms to 3600 s, and +Inf."""
     name = unique_name()
     CYCLE_DURATION_SECONDS.labels(name).observe(7)

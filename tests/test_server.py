@@ -6,7 +6,7 @@ import json
 import socket
 import subprocess
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from bigbrotr.core import metrics
 from bigbrotr.core.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
-from tests.conftest import BrokenCollector, GatedCollector, assert_port_free
+from tests.support.collectors import BrokenCollector, GatedCollector
 
 
 def _registry_with_gauge() -> CollectorRegistry:
@@ -93,7 +93,9 @@ async def test_failed_bind_names_host_port_and_leaves_nothing(
         await server.stop()
 
 
-async def test_stop_is_idempotent_and_releases_the_port() -> None:
+async def test_stop_is_idempotent_and_releases_the_port(
+    assert_port_free: Callable[[int], None],
+) -> None:
     """stop() before start, after stop and twice is safe; the port is free after."""
     server = MetricsServer(MetricsConfig(enabled=True, port=0))
     await server.stop()

@@ -7,7 +7,7 @@ from prometheus_client import REGISTRY
 from bigbrotr.core import service_metrics as m
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 from bigbrotr.core.exposition import render
-from tests.conftest import metrics_on, unique_name
+from tests.support.services import MetricsOn, UniqueName
 
 
 class Quiet(BaseService[BaseServiceConfig]):
@@ -36,7 +36,9 @@ BUILD = m.Info("decl_build", "Build of the fetcher.")
 PHASE = m.Enum("decl_phase", "What the fetcher does.", states=["idle", "fetching"])
 
 
-def test_every_kind_is_declared_with_its_name_help_unit_and_service_label() -> None:
+def test_every_kind_is_declared_with_its_name_help_unit_and_service_label(
+    metrics_on: MetricsOn, unique_name: UniqueName
+) -> None:
     """Counter, gauge, histogram, summary, info and enum: series carry ``service``."""
 
     class Fetcher(Quiet):
@@ -64,7 +66,9 @@ def test_every_kind_is_declared_with_its_name_help_unit_and_service_label() -> N
     assert "# HELP decl_pages_fetched_total Pages fetched, by HTTP status." in text
 
 
-def test_declared_metrics_pass_promtool_check_metrics() -> None:
+def test_declared_metrics_pass_promtool_check_metrics(
+    metrics_on: MetricsOn, unique_name: UniqueName
+) -> None:
     """What a service declares follows Prometheus naming: promtool has nothing to say."""
 
     class Fetcher(Quiet):
@@ -79,7 +83,9 @@ def test_declared_metrics_pass_promtool_check_metrics() -> None:
     assert check.returncode == 0, check.stderr.decode()
 
 
-def test_two_services_share_a_family_each_with_its_own_series() -> None:
+def test_two_services_share_a_family_each_with_its_own_series(
+    metrics_on: MetricsOn, unique_name: UniqueName
+) -> None:
     """The same declaration on two services: one family, a series per service."""
 
     class First(Quiet):
@@ -96,7 +102,7 @@ def test_two_services_share_a_family_each_with_its_own_series() -> None:
     assert (value("decl_queue_length", first), value("decl_queue_length", second)) == (1, 2)
 
 
-def test_the_same_name_declared_differently_is_refused() -> None:
+def test_the_same_name_declared_differently_is_refused(metrics_on: MetricsOn) -> None:
     """Two different declarations of one name would collide: the second service says so."""
 
     class Other(Quiet):
@@ -106,7 +112,7 @@ def test_the_same_name_declared_differently_is_refused() -> None:
         Other(metrics_on())
 
 
-def test_a_name_the_registry_already_has_is_refused() -> None:
+def test_a_name_the_registry_already_has_is_refused(metrics_on: MetricsOn) -> None:
     """Declaring one of bigbrotr's own names (or any taken one) is an error naming it."""
 
     class Clash(Quiet):
@@ -138,7 +144,9 @@ def test_with_metrics_off_declared_metrics_record_nothing_and_accept_every_call(
     assert "decl_silent_seconds" not in render(REGISTRY).decode()
 
 
-def test_the_seed_helpers_still_work_beside_declared_metrics() -> None:
+def test_the_seed_helpers_still_work_beside_declared_metrics(
+    metrics_on: MetricsOn, unique_name: UniqueName
+) -> None:
     """set_gauge and inc_counter go on feeding service_gauge / service_counter_total."""
 
     class Both(Quiet):
@@ -158,7 +166,9 @@ def test_the_seed_helpers_still_work_beside_declared_metrics() -> None:
     assert value("service_counter_total", service, name="items") == 2
 
 
-def test_labels_must_be_given_whole_by_position_or_by_name() -> None:
+def test_labels_must_be_given_whole_by_position_or_by_name(
+    metrics_on: MetricsOn, unique_name: UniqueName
+) -> None:
     """A child needs every label; mixing positions and names is refused."""
 
     class Fetcher(Quiet):
@@ -172,7 +182,9 @@ def test_labels_must_be_given_whole_by_position_or_by_name() -> None:
         service.pages.labels()
 
 
-def test_a_subclass_inherits_declarations_and_may_replace_them() -> None:
+def test_a_subclass_inherits_declarations_and_may_replace_them(
+    metrics_on: MetricsOn, unique_name: UniqueName
+) -> None:
     """Declarations on a base class are bound on subclasses; a plain attribute overrides."""
 
     class Base(Quiet):
@@ -213,7 +225,9 @@ def test_names_labels_and_units_follow_prometheus_naming(declare: Any, message: 
         declare()
 
 
-def test_label_values_that_compare_equal_keep_their_own_series() -> None:
+def test_label_values_that_compare_equal_keep_their_own_series(
+    metrics_on: MetricsOn, unique_name: UniqueName
+) -> None:
     """1, True and "1" are different label values: each gets its own child."""
 
     class Flags(Quiet):
@@ -231,7 +245,7 @@ def test_label_values_that_compare_equal_keep_their_own_series() -> None:
     assert value("decl_flags_seen_total", service, flag="1") == 1
 
 
-def test_a_metric_cannot_take_the_name_of_a_runtime_attribute() -> None:
+def test_a_metric_cannot_take_the_name_of_a_runtime_attribute(metrics_on: MetricsOn) -> None:
     """Naming a metric ``status`` or ``log`` would break /status or logging: refused."""
 
     class Shadowing(Quiet):
@@ -251,7 +265,7 @@ def test_the_declaration_on_the_class_says_to_use_the_instance() -> None:
         Declaring.pages.labels("200")
 
 
-def test_indexing_is_the_hot_path_and_label_sets_are_bounded() -> None:
+def test_indexing_is_the_hot_path_and_label_sets_are_bounded(unique_name: UniqueName) -> None:
     """``metric["200"]`` is ``labels("200")``; past max_names label sets fold and count."""
 
     class Pages(Quiet):

@@ -10,7 +10,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
-from tests.conftest import captured_logs, unique_name
+from tests.support.logs import CapturedLogs
+from tests.support.services import UniqueName
 
 CYCLES = 3000
 WARM_UP = 500
@@ -60,7 +61,9 @@ def scrape_until(url: str, stop: threading.Event, results: list[int], errors: li
             errors.append(f"{type(exc).__name__}: {exc}")
 
 
-async def test_thousands_of_flaky_cycles_while_scraped_lose_nothing() -> None:
+async def test_thousands_of_flaky_cycles_while_scraped_lose_nothing(
+    unique_name: UniqueName, captured_logs: CapturedLogs
+) -> None:
     """Every cycle is counted exactly, every scrape parses, and memory stays flat."""
     cls: type[Flaky] = type("Soak", (Flaky,), {"SERVICE_NAME": unique_name("soak")})
     service = cls(

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
-from bigbrotr.core.health import liveness, readiness
+from bigbrotr.core.health import HealthSnapshot, liveness, readiness
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.status import (
@@ -29,29 +29,32 @@ from bigbrotr.core.status import (
     state,
 )
 from bigbrotr.testing import ServiceHarness
-from tests.test_health import HEALTHY
 
 Make = Callable[..., ServiceHarness[Any]]
 
 HOSTILE = '</pre><script>alert("x")</script><img src=x onerror=alert(1)>'
 
-SNAPSHOT = StatusSnapshot(
-    service="fetcher",
-    version="2.1.0",
-    bigbrotr_version="0.1.0",
-    now=1_700_000_100.0,
-    health=HEALTHY,
-    cycles_succeeded=41,
-    cycles_failed=3,
-    interval=30.0,
-    last_error=LastError("ValueError", HOSTILE, 1_700_000_040.0),
-    recent=(
-        CycleRecord(1_700_000_010.0, 1.5, True),
-        CycleRecord(1_700_000_040.0, 0.25, False, "ValueError"),
-        CycleRecord(1_700_000_070.0, 3.0, True),
-    ),
-    loop_lag=0.002,
-)
+
+@pytest.fixture(scope="module")
+def snapshot(healthy: HealthSnapshot) -> StatusSnapshot:
+    """A ready service that failed once, with a hostile error message."""
+    return StatusSnapshot(
+        service="fetcher",
+        version="2.1.0",
+        bigbrotr_version="0.1.0",
+        now=1_700_000_100.0,
+        health=healthy,
+        cycles_succeeded=41,
+        cycles_failed=3,
+        interval=30.0,
+        last_error=LastError("ValueError", HOSTILE, 1_700_000_040.0),
+        recent=(
+            CycleRecord(1_700_000_010.0, 1.5, True),
+            CycleRecord(1_700_000_040.0, 0.25, False, "ValueError"),
+            CycleRecord(1_700_000_070.0, 3.0, True),
+        ),
+        loop_lag=0.002,
+    )
 
 
 @pytest.mark.parametrize(
@@ -79,13 +82,17 @@ SNAPSHOT = StatusSnapshot(
     ],
 )
 def test_the_state_and_its_reason_follow_the_verdicts(
-    change: dict[str, object], expected: str, why: str
+    healthy: HealthSnapshot,
+    snapshot: StatusSnapshot,
+    change: dict[str, object],
+    expected: str,
+    why: str,
 ) -> None:
     """A blocked loop outranks shutdown, which outranks a failed check; one failure is degraded."""
-    health = dataclasses.replace(HEALTHY, **change)  # type: ignore[arg-type]
-    snapshot = dataclasses.replace(SNAPSHOT, health=health)
-    assert state(snapshot) == expected
-    html = page(snapshot, metrics_path="/metrics")
+    health = dataclasses.replace(healthy, **change)  # type: ignore[arg-type]
+    changed = dataclasses.replace(snapshot, health=health)
+    assert state(changed) == expected
+    html = page(changed, metrics_path="/metrics")
     words = expected.replace("_", " ")
     assert f'<span class="state {expected}" data-field="state">{words}</span>' in html
     (shown,) = re.findall(r'data-field="why">([^<]*)<', html)
@@ -102,6 +109,8 @@ def test_the_state_and_its_reason_follow_the_verdicts(
     stopping=st.booleans(),
 )
 def test_the_state_never_contradicts_livez_or_readyz(
+    healthy: HealthSnapshot,
+    snapshot: StatusSnapshot,
     blocked: float | None,
     streak: int,
     limit: int,
@@ -111,18 +120,18 @@ def test_the_state_never_contradicts_livez_or_readyz(
 ) -> None:
     """For any health: ready or degraded iff /readyz passes; not_alive iff /livez fails."""
     health = dataclasses.replace(
-        HEALTHY,
+        healthy,
         loop_blocked_for=blocked,
         consecutive_failures=streak,
         max_consecutive_failures=limit,
-        last_success_at=None if since_success is None else HEALTHY.now - since_success,
-        cycle_started_at=None if running is None else HEALTHY.now - running,
+        last_success_at=None if since_success is None else healthy.now - since_success,
+        cycle_started_at=None if running is None else healthy.now - running,
         shutting_down=stopping,
     )
-    current = state(dataclasses.replace(SNAPSHOT, health=health))
+    current = state(dataclasses.replace(snapshot, health=health))
     assert (current in ("ready", "degraded")) == readiness(health).ok
     assert (current == "not_alive") == (not liveness(health).ok)
-    data = as_json(dataclasses.replace(SNAPSHOT, health=health))
+    data = as_json(dataclasses.replace(snapshot, health=health))
     assert (data["state"], data["ready"], data["alive"]) == (
         current,
         readiness(health).ok,
@@ -130,30 +139,32 @@ def test_the_state_never_contradicts_livez_or_readyz(
     )
 
 
-def test_json_holds_counts_history_and_the_error_verbatim() -> None:
+def test_json_holds_counts_history_and_the_error_verbatim(
+    healthy: HealthSnapshot, snapshot: StatusSnapshot
+) -> None:
     """The machine view carries every field, the message unescaped (JSON escapes it itself)."""
-    data = json.loads(json.dumps(as_json(SNAPSHOT)))
+    data = json.loads(json.dumps(as_json(snapshot)))
     assert data["state"] == "ready" and data["ready"] is True
     assert (data["cycles_succeeded"], data["cycles_failed"]) == (41, 3)
-    assert data["seconds_since_last_success"] == HEALTHY.now - 990.0
+    assert data["seconds_since_last_success"] == healthy.now - 990.0
     assert data["last_error"] == {"type": "ValueError", "message": HOSTILE, "at": 1_700_000_040.0}
     assert [c["ok"] for c in data["recent_cycles"]] == [True, False, True]
     assert data["recent_cycles"][1]["error"] == "ValueError"
     assert {c["name"] for c in data["checks"]} >= {"failures", "freshness", "shutdown"}
 
 
-def test_page_escapes_what_the_service_says() -> None:
+def test_page_escapes_what_the_service_says(snapshot: StatusSnapshot) -> None:
     """An exception message, a service name and a version are text, never markup."""
-    hostile = dataclasses.replace(SNAPSHOT, service="<b>svc</b>", version='"><i>')
+    hostile = dataclasses.replace(snapshot, service="<b>svc</b>", version='"><i>')
     html = page(hostile, metrics_path="/metrics")
     assert HOSTILE not in html and "<b>svc</b>" not in html and '"><i>' not in html
     assert "&lt;/pre&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
     assert html.count("<script>") == 1  # the page's own
 
 
-def test_page_marks_failed_cycles_in_the_chart() -> None:
+def test_page_marks_failed_cycles_in_the_chart(snapshot: StatusSnapshot) -> None:
     """One bar per cycle; the failed one has its own class and says why in its tooltip."""
-    html = page(SNAPSHOT, metrics_path="/metrics")
+    html = page(snapshot, metrics_path="/metrics")
     bars = re.findall(r'<rect class="(ok|fail)"[^>]*><title>([^<]*)</title>', html)
     assert [kind for kind, _ in bars] == ["ok", "fail", "ok"]
     assert "failed: ValueError" in bars[1][1]
@@ -161,9 +172,9 @@ def test_page_marks_failed_cycles_in_the_chart() -> None:
     assert x == sorted(x) and x[-1] > 500  # oldest to newest, the newest at the right
 
 
-def test_chart_has_a_duration_scale_on_its_lines() -> None:
+def test_chart_has_a_duration_scale_on_its_lines(snapshot: StatusSnapshot) -> None:
     """0, half and the longest duration label the chart, at the heights of its lines."""
-    html = page(SNAPSHOT, metrics_path="/metrics")
+    html = page(snapshot, metrics_path="/metrics")
     (scale,) = re.findall(r'data-field="scale">(.*?)</div>', html)
     labels = dict(re.findall(r'<span class="(\w+)">([^<]*)</span>', scale))
     assert labels == {"top": "3.0 s", "half": "1.5 s", "zero": "0"}
@@ -176,28 +187,28 @@ def test_chart_has_a_duration_scale_on_its_lines() -> None:
     assert placed["zero"] == float(re.findall(r'viewBox="0 0 \d+ (\d+)"', html)[0])
     assert "the longest 3.0 s" in html  # for screen readers, which skip the scale
     fast = tuple(CycleRecord(float(i), d, True) for i, d in enumerate((0.0002, 0.00084)))
-    html = page(dataclasses.replace(SNAPSHOT, recent=fast), metrics_path="/metrics")
+    html = page(dataclasses.replace(snapshot, recent=fast), metrics_path="/metrics")
     assert re.findall(r'<span class="(?:top|half)">([^<]*)</span>', html) == ["0.84 ms", "0.42 ms"]
 
 
-def test_chart_keeps_at_most_the_history_length() -> None:
+def test_chart_keeps_at_most_the_history_length(snapshot: StatusSnapshot) -> None:
     """Given more cycles than it charts, the page draws the newest HISTORY."""
     recent = tuple(CycleRecord(float(i), 1.0, i % 2 == 0) for i in range(HISTORY + 7))
-    html = page(dataclasses.replace(SNAPSHOT, recent=recent), metrics_path="/metrics")
+    html = page(dataclasses.replace(snapshot, recent=recent), metrics_path="/metrics")
     assert html.count("<rect ") == HISTORY
 
 
-def test_page_links_only_to_itself_and_its_server() -> None:
+def test_page_links_only_to_itself_and_its_server(snapshot: StatusSnapshot) -> None:
     """Self-contained: every href/src is a path on this server or a data: URL."""
-    html = page(SNAPSHOT, metrics_path="/custom/metrics")
+    html = page(snapshot, metrics_path="/custom/metrics")
     refs = re.findall(r'(?:href|src)="([^"]*)"', html)
     assert "/custom/metrics" in refs and "/readyz?verbose" in refs
     assert all(ref.startswith("/") or ref.startswith("data:") for ref in refs), refs
 
 
-def test_content_security_policy_allows_exactly_the_inline_blocks() -> None:
+def test_content_security_policy_allows_exactly_the_inline_blocks(snapshot: StatusSnapshot) -> None:
     """The CSP's hashes are those of the page's one style and one script, nothing else."""
-    html = page(SNAPSHOT, metrics_path="/metrics")
+    html = page(snapshot, metrics_path="/metrics")
 
     def digest(tag: str) -> str:
         (body,) = re.findall(rf"<{tag}>(.*?)</{tag}>", html, re.S)

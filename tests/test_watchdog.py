@@ -9,7 +9,7 @@ from prometheus_client import REGISTRY
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.watchdog import LoopWatchdog
-from tests.conftest import unique_name
+from tests.support.services import UniqueName
 
 
 def logged(stream: io.StringIO, event: str) -> list[dict[str, object]]:
@@ -29,7 +29,8 @@ async def test_a_blocked_loop_is_reported_once_with_where(log_stream: io.StringI
         asyncio.get_running_loop(), threshold=0.1, observe=lags.append, interval=0.02
     )
     watchdog.start()
-    await asyncio.sleep(0.1)
+    while len(lags) < 3:  # a few prompt probes before the block
+        await asyncio.sleep(0.01)
     during: list[float] = []  # what the status page reads, from another thread, mid-block
     peek = threading.Timer(0.35, lambda: during.append(watchdog.lag()))
     peek.start()
@@ -64,7 +65,7 @@ async def test_a_free_loop_is_measured_and_not_reported(log_stream: io.StringIO)
 
 
 class BlockingService(BaseService[BaseServiceConfig]):
-    """A service whose one cycle blocks the event loop."""
+    """A service whose one cycle blocks the event loop, between prompt probes of the watchdog."""
 
     SERVICE_NAME = "blocking"
 
@@ -72,13 +73,23 @@ class BlockingService(BaseService[BaseServiceConfig]):
         return 0
 
     async def run(self) -> None:
-        await asyncio.sleep(0.3)  # let the watchdog take a few prompt measurements first
+        await self.probes(2)  # let the watchdog take a few prompt measurements first
         block_the_loop(1.2)
-        await asyncio.sleep(0.3)  # and see the loop run again
+        await self.probes(3)  # and see the loop run again: the probe sent during the block
         self.request_shutdown()
 
+    async def probes(self, count: int) -> None:
+        """Wait until the watchdog has measured the loop ``count`` times (at once without one)."""
+        if not self.config.loop_block_threshold:
+            return
+        labels = {"service": self.SERVICE_NAME}
+        while (REGISTRY.get_sample_value("event_loop_lag_seconds_count", labels) or 0) < count:
+            await asyncio.sleep(0.01)
 
-async def test_services_export_their_loop_lag(log_stream: io.StringIO) -> None:
+
+async def test_services_export_their_loop_lag(
+    unique_name: UniqueName, log_stream: io.StringIO
+) -> None:
     """run_forever watches its loop: event_loop_lag_seconds is exported, the block logged."""
     cls: type[BlockingService] = type("B", (BlockingService,), {"SERVICE_NAME": unique_name("b")})
     config = BaseServiceConfig(metrics=MetricsConfig(enabled=True), loop_block_threshold=0.5)
@@ -90,7 +101,7 @@ async def test_services_export_their_loop_lag(log_stream: io.StringIO) -> None:
     assert not [t for t in threading.enumerate() if t.name == "bigbrotr-watchdog"]
 
 
-async def test_threshold_zero_turns_the_watchdog_off() -> None:
+async def test_threshold_zero_turns_the_watchdog_off(unique_name: UniqueName) -> None:
     """loop_block_threshold: 0 starts no watchdog and exports no lag."""
     cls: type[BlockingService] = type("B", (BlockingService,), {"SERVICE_NAME": unique_name("o")})
     config = BaseServiceConfig(metrics=MetricsConfig(enabled=True), loop_block_threshold=0)

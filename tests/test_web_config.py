@@ -12,9 +12,6 @@ from typing import Any
 import aiohttp
 import bcrypt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import CollectorRegistry, Gauge
 
 from bigbrotr.cli import main
@@ -23,7 +20,7 @@ from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.web_config import load_web_config
 from bigbrotr.core.yaml import ConfigFileError
-from tests.conftest import PKI, Issued, issue
+from tests.support.pki import PKI, Issued
 
 PASSWORD = "s3cret-pass"
 
@@ -320,10 +317,7 @@ async def test_reload_rotates_certificates_and_users(
     pki: PKI, tmp_path: Path, log_stream: io.StringIO
 ) -> None:
     """A re-read file brings a new certificate and password; a bad one keeps the running ones."""
-    ca_cert = x509.load_pem_x509_certificate(pki.ca.cert.read_bytes())
-    ca_key = serialization.load_pem_private_key(pki.ca.key.read_bytes(), password=None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    rotated, _, _ = issue(pki.directory, "server-rotated", (ca_cert, ca_key))
+    rotated = pki.issue_server("server-rotated")
     old_hash = bcrypt.hashpw(b"old", bcrypt.gensalt(rounds=4)).decode()
     new_hash = bcrypt.hashpw(b"new", bcrypt.gensalt(rounds=4)).decode()
     path = write_web_config(pki, tls_block(pki) + f"basic_auth_users:\n  p: '{old_hash}'\n")

@@ -5,13 +5,16 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.e2e.conftest import sample, scrape, wait_until
+from bigbrotr.testing import sample_value
+from tests.support.cli import Scrape, WaitUntil
 
 BIGBROTR = Path(sys.executable).parent / "bigbrotr"
 SEED_NAMES_WITH_TYPE = {"service_gauge", "service_counter_total", "service_counter_created"}
 
 
-def test_demo_prints_its_url_and_passes_promtool(tmp_path: Path) -> None:
+def test_demo_prints_its_url_and_passes_promtool(
+    scrape: Scrape, wait_until: WaitUntil, tmp_path: Path
+) -> None:
     """`bigbrotr run demo` says where its metrics are; promtool flags only the seed's names."""
     log = tmp_path / "demo.log"
     with log.open("wb") as err:
@@ -31,8 +34,12 @@ def test_demo_prints_its_url_and_passes_promtool(tmp_path: Path) -> None:
 
         def scraped_after_a_cycle() -> str | None:
             text = scrape(metrics_url)
-            done = sample(text, "service_counter_total", service="demo", name="cycles_success")
-            failed = sample(text, "service_counter_total", service="demo", name="cycles_failed")
+            done = sample_value(
+                text, "service_counter_total", service="demo", name="cycles_success"
+            )
+            failed = sample_value(
+                text, "service_counter_total", service="demo", name="cycles_failed"
+            )
             return text if (done or 0) + (failed or 0) >= 1 else None
 
         text = wait_until(scraped_after_a_cycle, what="a demo cycle")
@@ -51,7 +58,7 @@ def test_demo_prints_its_url_and_passes_promtool(tmp_path: Path) -> None:
             proc.wait()
 
 
-def test_demo_says_what_it_is_and_what_to_open(tmp_path: Path) -> None:
+def test_demo_says_what_it_is_and_what_to_open(wait_until: WaitUntil, tmp_path: Path) -> None:
     """`run demo --port 0` says its failures are on purpose, where to look, how to move."""
     log = tmp_path / "demo.log"
     with log.open("wb") as err:

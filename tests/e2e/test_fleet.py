@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import CLI, wait_until
+from tests.support.cli import CLI, WaitUntil
 
 StartCLI = Callable[..., CLI]
 
@@ -120,7 +120,7 @@ def prometheus(tmp_path: Path) -> Iterator[Callable[[list[str]], Prometheus]]:
 
 
 def test_prometheus_scrapes_two_demos_and_alerts_on_the_failing_one(
-    start_cli: StartCLI, prometheus: Callable[[list[str]], Prometheus]
+    wait_until: WaitUntil, start_cli: StartCLI, prometheus: Callable[[list[str]], Prometheus]
 ) -> None:
     """Both targets up via file_sd, cycles_success rising for both, then a streak alert."""
     first, a = demo(start_cli)

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
-from tests.conftest import PKI
+from tests.support.pki import PKI
 
 PASSWORD = "prom-pass"
 

@@ -9,13 +9,14 @@ from typing import ClassVar
 
 import pytest
 
-from tests.e2e.conftest import CLI, TARGET, sample, wait_until
+from bigbrotr.testing import sample_value
+from tests.support.cli import CLI, TARGET, WaitUntil
 
 StartCLI = Callable[..., CLI]
 
 
 @pytest.fixture
-def pushgateway(tmp_path: Path) -> Iterator[str]:
+def pushgateway(wait_until: WaitUntil, tmp_path: Path) -> Iterator[str]:
     """A real prometheus-pushgateway on a free loopback port; yields its URL."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -76,9 +77,9 @@ def test_once_pushes_its_metrics_after_the_cycle(
     text = pushed(pushgateway)
     labels = {"job": "nightly", "path": "/data/in", "service": "e2e"}
     outcome = "cycles_success" if mode == "ok" else "cycles_failed"
-    assert sample(text, "service_counter_total", name=outcome, **labels) == 1
-    assert sample(text, "service_gauge", name="run_duration_seconds", **labels) is not None
-    last_success = sample(text, "service_gauge", name="last_success_timestamp", **labels)
+    assert sample_value(text, "service_counter_total", name=outcome, **labels) == 1
+    assert sample_value(text, "service_gauge", name="run_duration_seconds", **labels) is not None
+    last_success = sample_value(text, "service_gauge", name="last_success_timestamp", **labels)
     assert (last_success is not None) is (mode == "ok")
     done = cli.logged("once done")
     assert len(done) == 1
@@ -93,7 +94,9 @@ def test_a_failed_run_keeps_the_last_success_it_replaces(
     ok = start_cli("run", TARGET, "--once", "--log-format", "json", config=config(pushgateway))
     assert ok.wait() == 0
     labels = {"job": "nightly", "path": "/data/in", "service": "e2e"}
-    first = sample(pushed(pushgateway), "service_gauge", name="last_success_timestamp", **labels)
+    first = sample_value(
+        pushed(pushgateway), "service_gauge", name="last_success_timestamp", **labels
+    )
     assert first is not None
     other = config(pushgateway, "fail")
     other["metrics"]["pushgateway"]["grouping_key"] = {"path": "/data/other"}  # type: ignore[index]
@@ -101,10 +104,10 @@ def test_a_failed_run_keeps_the_last_success_it_replaces(
     failed = start_cli("run", TARGET, "--once", config=config(pushgateway, "fail"))
     assert failed.wait() == 1
     text = pushed(pushgateway)
-    assert sample(text, "service_counter_total", name="cycles_failed", **labels) == 1
-    assert sample(text, "service_gauge", name="last_success_timestamp", **labels) == first
+    assert sample_value(text, "service_counter_total", name="cycles_failed", **labels) == 1
+    assert sample_value(text, "service_gauge", name="last_success_timestamp", **labels) == first
     elsewhere = {**labels, "path": "/data/other"}
-    assert sample(text, "service_gauge", name="last_success_timestamp", **elsewhere) is None
+    assert sample_value(text, "service_gauge", name="last_success_timestamp", **elsewhere) is None
 
 
 class SignInPage(http.server.BaseHTTPRequestHandler):

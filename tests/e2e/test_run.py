@@ -14,8 +14,9 @@ import bcrypt
 import pytest
 
 from bigbrotr import __version__
-from tests.conftest import PKI, assert_port_free
-from tests.e2e.conftest import CLI, TARGET, sample, scrape, wait_until
+from bigbrotr.testing import sample_value
+from tests.support.cli import CLI, TARGET, Scrape, WaitUntil
+from tests.support.pki import PKI
 
 StartCLI = Callable[..., CLI]
 
@@ -25,13 +26,20 @@ def fast(**fields: object) -> dict[str, object]:
     return {"interval": 0.05, "metrics": {"enabled": True, "port": 0}, **fields}
 
 
-def test_run_scrape_then_sigterm_stops_cleanly(start_cli: StartCLI) -> None:
+def test_run_scrape_then_sigterm_stops_cleanly(
+    scrape: Scrape,
+    wait_until: WaitUntil,
+    assert_port_free: Callable[[int], None],
+    start_cli: StartCLI,
+) -> None:
     """A running service is scraped, stops on SIGTERM with exit 0 and frees its port."""
     cli = start_cli("run", TARGET, "--log-format", "json", config=fast())
     url = cli.metrics_url()
 
     def successes() -> float:
-        value = sample(scrape(url), "service_counter_total", service="e2e", name="cycles_success")
+        value = sample_value(
+            scrape(url), "service_counter_total", service="e2e", name="cycles_success"
+        )
         return value if value is not None and value >= 2 else 0
 
     wait_until(successes, what="two successful cycles")
@@ -110,7 +118,9 @@ def test_port_in_use_exits_2_naming_the_port(
 
 
 @pytest.mark.parametrize("mode", ["slow", "thread"])
-def test_second_signal_exits_at_once(start_cli: StartCLI, tmp_path: Path, mode: str) -> None:
+def test_second_signal_exits_at_once(
+    wait_until: WaitUntil, start_cli: StartCLI, tmp_path: Path, mode: str
+) -> None:
     """The first SIGTERM waits for the cycle; a second signal exits at once with 130."""
     config = fast(mode=mode, marker_dir=str(tmp_path))
     cli = start_cli("run", TARGET, "--log-format", "json", config=config)
@@ -124,7 +134,9 @@ def test_second_signal_exits_at_once(start_cli: StartCLI, tmp_path: Path, mode: 
 
 
 @pytest.mark.parametrize("once", [False, True], ids=["continuous", "--once"])
-def test_signal_during_startup_is_not_lost(start_cli: StartCLI, tmp_path: Path, once: bool) -> None:
+def test_signal_during_startup_is_not_lost(
+    wait_until: WaitUntil, start_cli: StartCLI, tmp_path: Path, once: bool
+) -> None:
     """A SIGTERM while the service is still being imported stops it before any cycle."""
     marker = tmp_path / "importing"
     cycles = tmp_path / "cycles"
@@ -166,7 +178,9 @@ def test_interrupt_exit_code_when_killed_twice_quickly(start_cli: StartCLI) -> N
     assert cli.wait(timeout=5) == 130
 
 
-def test_sigterm_cancels_a_hung_cycle_after_the_grace(start_cli: StartCLI, tmp_path: Path) -> None:
+def test_sigterm_cancels_a_hung_cycle_after_the_grace(
+    wait_until: WaitUntil, start_cli: StartCLI, tmp_path: Path
+) -> None:
     """One SIGTERM ends a hung cycle after shutdown_grace; exit 0 within grace + 1 s."""
     config = fast(mode="slow", marker_dir=str(tmp_path), shutdown_grace=0.5)
     cli = start_cli("run", TARGET, "--log-format", "json", config=config)
@@ -176,7 +190,9 @@ def test_sigterm_cancels_a_hung_cycle_after_the_grace(start_cli: StartCLI, tmp_p
     assert cli.logged("cycle cancelled: still running after shutdown_grace")
 
 
-def test_signals_are_heard_while_run_blocks_the_loop(start_cli: StartCLI, tmp_path: Path) -> None:
+def test_signals_are_heard_while_run_blocks_the_loop(
+    wait_until: WaitUntil, start_cli: StartCLI, tmp_path: Path
+) -> None:
     """With the loop blocked, SIGTERM is logged at once and a second signal exits 130 within 1 s."""
     config = fast(mode="block", marker_dir=str(tmp_path))
     cli = start_cli("run", TARGET, "--log-format", "json", config=config)
@@ -190,7 +206,7 @@ def test_signals_are_heard_while_run_blocks_the_loop(start_cli: StartCLI, tmp_pa
 
 
 def test_sigterm_exits_even_when_the_cycle_is_stuck_in_a_thread(
-    start_cli: StartCLI, tmp_path: Path
+    wait_until: WaitUntil, start_cli: StartCLI, tmp_path: Path
 ) -> None:
     """A cycle blocked in asyncio.to_thread cannot hold the exit past grace + 1 s (+ 1 s)."""
     config = fast(mode="thread", marker_dir=str(tmp_path), shutdown_grace=0.5)
@@ -201,7 +217,9 @@ def test_sigterm_exits_even_when_the_cycle_is_stuck_in_a_thread(
     assert cli.logged("exiting without waiting for stuck threads")
 
 
-def test_once_stopped_by_a_signal_exits_0(start_cli: StartCLI, tmp_path: Path) -> None:
+def test_once_stopped_by_a_signal_exits_0(
+    wait_until: WaitUntil, start_cli: StartCLI, tmp_path: Path
+) -> None:
     """--once cut short by SIGTERM (after the grace) stops cleanly: exit 0."""
     config = fast(mode="slow", marker_dir=str(tmp_path), shutdown_grace=0.3)
     cli = start_cli("run", TARGET, "--once", "--log-format", "json", config=config)
@@ -221,7 +239,9 @@ def test_the_services_own_idle_threads_do_not_cut_the_exit(
     assert not cli.logged("exiting without waiting for stuck threads")
 
 
-def test_sighup_rereads_the_web_config(start_cli: StartCLI, tmp_path: Path) -> None:
+def test_sighup_rereads_the_web_config(
+    wait_until: WaitUntil, start_cli: StartCLI, tmp_path: Path
+) -> None:
     """SIGHUP re-reads metrics.web_config_file: a rotated password works at once."""
     web = tmp_path / "web.yml"
 
@@ -253,7 +273,9 @@ def test_sighup_rereads_the_web_config(start_cli: StartCLI, tmp_path: Path) -> N
     assert cli.wait() == 0
 
 
-def test_with_tls_the_start_up_line_says_https(start_cli: StartCLI, pki: PKI) -> None:
+def test_with_tls_the_start_up_line_says_https(
+    wait_until: WaitUntil, start_cli: StartCLI, pki: PKI
+) -> None:
     """With TLS on, the "serving metrics" line gives https:// URLs, and they answer."""
     web = pki.directory / "web-run.yml"
     web.write_text("tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n")
@@ -271,7 +293,9 @@ def test_with_tls_the_start_up_line_says_https(start_cli: StartCLI, pki: PKI) ->
     assert cli.wait() == 0
 
 
-def test_sighup_reloads_while_run_blocks_the_loop(start_cli: StartCLI, tmp_path: Path) -> None:
+def test_sighup_reloads_while_run_blocks_the_loop(
+    wait_until: WaitUntil, start_cli: StartCLI, tmp_path: Path
+) -> None:
     """SIGHUP re-reads the web config on the server's thread, even with the loop blocked."""
     web = tmp_path / "web.yml"
     web.write_text("http_server_config:\n  headers:\n    X-Version: old\n")

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import CLI, TARGET, wait_until
+from tests.support.cli import CLI, TARGET, WaitUntil
 
 HOSTILE = '</pre><script>document.title="owned"</script><img src=x onerror=alert(1)>'
 WINDOW = (1100, 1000)
@@ -50,7 +50,7 @@ def field(dom: str, name: str) -> str:
     return html.unescape(found.group(1))
 
 
-def flaky_service(start_cli: Any) -> tuple[CLI, str]:
+def flaky_service(start_cli: Any, wait_until: WaitUntil) -> tuple[CLI, str]:
     """A service failing every other cycle with markup in its error; its base URL."""
     config = {
         "interval": 0.1,
@@ -65,9 +65,11 @@ def flaky_service(start_cli: Any) -> tuple[CLI, str]:
     return cli, base
 
 
-def test_chromium_renders_the_status_page_and_it_refreshes(start_cli: Any, tmp_path: Path) -> None:
+def test_chromium_renders_the_status_page_and_it_refreshes(
+    wait_until: WaitUntil, start_cli: Any, tmp_path: Path
+) -> None:
     """Counts, state, the error (as text, not markup), a scaled chart with failures; refreshes."""
-    _, base = flaky_service(start_cli)
+    _, base = flaky_service(start_cli, wait_until)
     before = status(base)
     # Virtual time runs the page's refresh timer (5 s) twice without waiting for it.
     dom = chromium(base + "/", tmp_path / "profile", "--virtual-time-budget=12000", "--dump-dom")
@@ -91,9 +93,11 @@ def test_chromium_renders_the_status_page_and_it_refreshes(start_cli: Any, tmp_p
         assert f'href="{path}"' in dom
 
 
-def test_chromium_screenshots_the_status_page(start_cli: Any, tmp_path: Path) -> None:
+def test_chromium_screenshots_the_status_page(
+    wait_until: WaitUntil, start_cli: Any, tmp_path: Path
+) -> None:
     """A screenshot of the page as a person sees it lands in the test's tmp dir as a PNG."""
-    _, base = flaky_service(start_cli)
+    _, base = flaky_service(start_cli, wait_until)
     shot = tmp_path / "status.png"
     chromium(
         base + "/",

@@ -1,0 +1,326 @@
+import asyncio
+import io
+import itertools
+import json
+import linecache
+import time
+from collections.abc import Callable
+
+import pytest
+from prometheus_client import REGISTRY
+
+from bigbrotr.core.base_service import BaseService, BaseServiceConfig
+from tests.support.services import MetricsOn, Scripted, ScriptedService, UniqueName
+
+
+def counter(service: type[BaseService[BaseServiceConfig]], name: str) -> float | None:
+    labels = {"service": service.SERVICE_NAME, "name": name}
+    return REGISTRY.get_sample_value("service_counter_total", labels)
+
+
+def gauge(service: type[BaseService[BaseServiceConfig]], name: str) -> float | None:
+    labels = {"service": service.SERVICE_NAME, "name": name}
+    return REGISTRY.get_sample_value("service_gauge", labels)
+
+
+class Idle(BaseService[BaseServiceConfig]):
+    """A real-time service whose cycles do nothing; ``waiting`` is set once it waits."""
+
+    SERVICE_NAME = "idle"
+
+    def __init__(self, config: BaseServiceConfig) -> None:
+        super().__init__(config)
+        self.waiting = asyncio.Event()
+
+    async def cleanup(self) -> int:
+        return 0
+
+    async def run(self) -> None:
+        pass
+
+    async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109
+        self.waiting.set()
+        return await super().wait(timeout)
+
+
+async def test_run_forever_interval_wait_is_interrupted_by_shutdown() -> None:
+    """A service waiting out a long interval stops as soon as shutdown is requested."""
+    service = Idle(BaseServiceConfig(interval=3600))
+    loop = asyncio.create_task(service.run_forever())
+    await asyncio.wait_for(service.waiting.wait(), 5)  # the cycle is done: the interval begins
+    assert service.is_running
+    service.request_shutdown()
+    assert await asyncio.wait_for(loop, timeout=5) is False
+
+
+async def test_each_cycle_runs_cleanup_then_run(scripted: Scripted) -> None:
+    """Every cycle calls cleanup() then run()."""
+    service = scripted()(script=[1, 1, 1])
+    assert await service.run_forever() is False
+    assert service.calls == ["cleanup", "run"] * 3
+
+
+async def test_schedule_is_start_to_start_without_drift(scripted: Scripted) -> None:
+    """With a 10 s interval and 3 s cycles, cycles start exactly 10 s apart."""
+    service = scripted()(BaseServiceConfig(interval=10), script=[3, 3, 3, 3])
+    await service.run_forever()
+    starts = service.cycle_starts
+    assert [b - a for a, b in itertools.pairwise(starts)] == [10, 10, 10]
+    assert service.waits[:3] == [7, 7, 7]
+
+
+async def test_long_cycle_starts_the_next_at_once(scripted: Scripted) -> None:
+    """A cycle longer than the interval is followed by the next without waiting."""
+    service = scripted()(BaseServiceConfig(interval=10), script=[25, 3, 3])
+    await service.run_forever()
+    assert service.waits[:2] == [0, 7]
+    assert service.cycle_starts == [1000, 1025, 1035]
+
+
+@pytest.mark.parametrize("exc", [asyncio.CancelledError(), KeyboardInterrupt(), SystemExit(3)])
+async def test_control_flow_exceptions_propagate_uncounted(
+    scripted: Scripted, metrics_on: MetricsOn, exc: BaseException
+) -> None:
+    """CancelledError, KeyboardInterrupt and SystemExit leave run_forever uncounted."""
+    cls = scripted()
+    service = cls(metrics_on(), script=[exc, 1])
+    with pytest.raises(type(exc)):
+        await service.run_forever()
+    assert counter(cls, "cycles_failed") == 0
+    assert counter(cls, "cycles_success") == 0
+
+
+async def test_failures_are_counted_and_the_loop_goes_on(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
+    """A failing cycle is counted by type and the next cycle still runs."""
+    cls = scripted()
+    service = cls(metrics_on(), script=[ValueError("x"), KeyError("y"), 2])
+    assert await service.run_forever() is False
+    assert counter(cls, "cycles_failed") == 2
+    assert counter(cls, "cycles_success") == 1
+    assert counter(cls, "errors_ValueError") == 1
+    assert counter(cls, "errors_KeyError") == 1
+    assert gauge(cls, "consecutive_failures") == 0
+
+
+async def test_failure_limit_stops_the_loop_and_reports_it(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
+    """max_consecutive_failures failures in a row stop the loop, which returns True."""
+    cls = scripted()
+    script: list[float | BaseException] = [RuntimeError("boom")] * 10
+    service = cls(metrics_on(max_consecutive_failures=3), script=script)
+    assert await service.run_forever() is True
+    assert service.calls.count("run") == 3
+    assert counter(cls, "cycles_failed") == 3
+    assert gauge(cls, "consecutive_failures") == 3
+    assert not service.is_running
+
+
+async def test_a_success_resets_the_failure_streak(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
+    """Failures separated by a success never reach the limit."""
+    boom = RuntimeError("boom")
+    cls = scripted()
+    service = cls(metrics_on(max_consecutive_failures=2), script=[boom, 1, boom, 1, boom])
+    assert await service.run_forever() is False
+    assert counter(cls, "cycles_failed") == 3
+
+
+async def test_zero_failure_limit_means_unlimited(scripted: Scripted) -> None:
+    """With max_consecutive_failures=0 the loop survives any number of failures."""
+    script: list[float | BaseException] = [RuntimeError("boom")] * 20
+    service = scripted()(BaseServiceConfig(max_consecutive_failures=0), script=script)
+    assert await service.run_forever() is False
+    assert service.calls.count("run") == 20
+
+
+async def test_failed_cycle_logged_once_at_error_with_traceback(
+    scripted: Scripted, log_stream: io.StringIO
+) -> None:
+    """A failed cycle writes one ERROR line with type, message and traceback."""
+    stream = log_stream
+    service = scripted()(script=[ZeroDivisionError("division by zero"), 1])
+    await service.run_forever()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    errors = [line for line in lines if line["level"] == "error"]
+    assert len(errors) == 1
+    assert errors[0]["error"] == "ZeroDivisionError: division by zero"
+    assert "Traceback (most recent call last)" in errors[0]["exception"]
+    assert errors[0]["service"] == service.SERVICE_NAME
+
+
+class HangingService(BaseService[BaseServiceConfig]):
+    """A service whose run() waits until released, recording the in-progress gauge it saw."""
+
+    SERVICE_NAME = "hanging"
+
+    def __init__(self, config: BaseServiceConfig) -> None:
+        super().__init__(config)
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.seen_in_progress: float | None = None
+
+    async def cleanup(self) -> int:
+        return 0
+
+    async def run(self) -> None:
+        self.seen_in_progress = gauge(type(self), "cycle_in_progress_start_timestamp")
+        self.entered.set()
+        await self.release.wait()
+
+
+Hanging = Callable[..., HangingService]
+
+
+@pytest.fixture
+def hanging(unique_name: UniqueName, metrics_on: MetricsOn) -> Hanging:
+    """Make a HangingService with a unique name, metrics on and ``fields`` in its config."""
+
+    def make(**fields: object) -> HangingService:
+        cls = type("Hanging", (HangingService,), {"SERVICE_NAME": unique_name("hang")})
+        service: HangingService = cls(metrics_on(**fields))
+        return service
+
+    return make
+
+
+async def test_cycle_timeout_cancels_and_counts_the_cycle(
+    hanging: Hanging, log_stream: io.StringIO
+) -> None:
+    """A cycle longer than cycle_timeout is cancelled and counted failed as TimeoutError."""
+    service = hanging(cycle_timeout=0.05)
+    assert await service.run_cycle() is False
+    cls = type(service)
+    assert counter(cls, "errors_TimeoutError") == 1
+    assert counter(cls, "cycles_failed") == 1
+    assert gauge(cls, "consecutive_failures") == 1
+    failed = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    assert "cycle took longer than cycle_timeout=0.05s" in failed[-1]["error"]
+
+
+async def test_the_cycle_in_progress_is_exported_with_its_start(hanging: Hanging) -> None:
+    """While a cycle runs its start time is exported; between cycles the gauge is 0."""
+    service = hanging()
+    before = time.time()
+    cycle = asyncio.create_task(service.run_cycle())
+    await service.entered.wait()
+    service.release.set()
+    assert await cycle is True
+    assert service.seen_in_progress is not None
+    assert before <= service.seen_in_progress <= time.time()
+    assert gauge(type(service), "cycle_in_progress_start_timestamp") == 0
+    assert gauge(type(service), "interval_seconds") == service.config.interval
+
+
+async def test_shutdown_grace_cancels_a_hung_cycle_uncounted(
+    hanging: Hanging, log_stream: io.StringIO
+) -> None:
+    """After a shutdown request a hung cycle gets shutdown_grace, then is cancelled, not failed."""
+    service = hanging(shutdown_grace=0.05)
+    loop = asyncio.create_task(service.run_forever())
+    await service.entered.wait()
+    service.request_shutdown()
+    assert await asyncio.wait_for(loop, 5) is False
+    assert counter(type(service), "cycles_failed") == 0
+    assert "cycle cancelled: still running after shutdown_grace" in log_stream.getvalue()
+
+
+async def test_a_cycle_that_ends_within_the_grace_completes(hanging: Hanging) -> None:
+    """A cycle that finishes within shutdown_grace after the request is a normal success."""
+    service = hanging(shutdown_grace=30)
+    loop = asyncio.create_task(service.run_forever())
+    await service.entered.wait()
+    service.request_shutdown()
+    service.release.set()
+    assert await asyncio.wait_for(loop, 5) is False
+    assert counter(type(service), "cycles_success") == 1
+
+
+async def test_repeated_failures_log_the_traceback_once(
+    scripted: Scripted, log_stream: io.StringIO
+) -> None:
+    """The same failure's traceback is logged once; its repeats are one line with a count."""
+    script: list[float | BaseException] = [ValueError("same"), ValueError("same"), ValueError("x")]
+    service = scripted()(BaseServiceConfig(max_consecutive_failures=0), [*script, KeyError("k"), 0])
+    await service.run_forever()
+    failed = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    failed = [line for line in failed if line["event"] == "cycle failed"]
+    assert [line["error"] for line in failed] == [
+        "ValueError: same",
+        "ValueError: same",
+        "ValueError: x",
+        "KeyError: 'k'",
+    ]
+    assert ["exception" in line for line in failed] == [True, False, False, True]
+    assert [line.get("repeat") for line in failed] == [None, 2, 3, None]
+    file, line = failed[0]["at"].rsplit(":", 1)
+    assert linecache.getline(file, int(line)).strip() == "raise step"  # where it was raised
+
+
+async def test_a_huge_error_message_is_shortened(
+    scripted: Scripted, log_stream: io.StringIO
+) -> None:
+    """An exception carrying a whole payload is logged shortened, saying how much was cut."""
+    service = scripted()(BaseServiceConfig(), [RuntimeError("x" * 5000)])
+    await service.run_forever()
+    failed = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    error = next(line["error"] for line in failed if line["event"] == "cycle failed")
+    assert error.endswith("... (4014 more characters)")
+    assert len(error) < 1100
+
+
+async def test_a_cycle_timeout_due_before_the_grace_ends_still_fails_the_cycle(
+    hanging: Hanging, log_stream: io.StringIO
+) -> None:
+    """A shutdown request never extends a cycle: a timeout due sooner is a counted failure."""
+    service = hanging(cycle_timeout=0.05, shutdown_grace=30)
+    loop = asyncio.create_task(service.run_forever())
+    await service.entered.wait()
+    service.request_shutdown()
+    assert await asyncio.wait_for(loop, 5) is False
+    assert counter(type(service), "errors_TimeoutError") == 1
+    assert "cycle cancelled" not in log_stream.getvalue()
+
+
+async def test_a_cycle_started_after_shutdown_gets_only_the_grace(
+    hanging: Hanging, log_stream: io.StringIO
+) -> None:
+    """run_cycle() after a shutdown request is cancelled after shutdown_grace, uncounted."""
+    service = hanging(shutdown_grace=0.05)
+    service.request_shutdown()
+    assert await asyncio.wait_for(service.run_cycle(), 5) is False
+    assert counter(type(service), "cycles_failed") == 0
+    assert "cycle cancelled: still running after shutdown_grace" in log_stream.getvalue()
+
+
+async def test_a_timeout_raised_by_run_itself_is_an_ordinary_failure(
+    scripted: Scripted, metrics_on: MetricsOn, log_stream: io.StringIO
+) -> None:
+    """A TimeoutError from the service's own code keeps its message: cycle_timeout did not fire."""
+    cls = scripted()
+    await cls(metrics_on(cycle_timeout=60), script=[TimeoutError("upstream slow")]).run_forever()
+    assert counter(cls, "errors_TimeoutError") == 1
+    failed = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    failed = [line for line in failed if line["event"] == "cycle failed"]
+    assert [line["error"] for line in failed] == ["TimeoutError: upstream slow"]
+
+
+async def test_a_successful_cycle_logs_its_duration_and_what_cleanup_cleaned(
+    scripted: Scripted, log_stream: io.StringIO
+) -> None:
+    """One DEBUG line per successful cycle, with its duration and cleanup()'s count."""
+
+    async def cleanup(self: ScriptedService) -> int:
+        await ScriptedService.cleanup(self)
+        return 3
+
+    cls: type[ScriptedService] = type("Cleaning", (scripted(),), {"cleanup": cleanup})
+    await cls(script=[2.5]).run_forever()
+    lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    done = [line for line in lines if line["event"] == "cycle done"]
+    assert [(line["level"], line["duration_seconds"], line["cleaned"]) for line in done] == [
+        ("debug", 2.5, 3)
+    ]
