@@ -4,7 +4,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -168,12 +167,15 @@ def test_python_dash_m_reports_version() -> None:
     assert out.strip() == f"bigbrotr {__version__}"
 
 
-def test_interrupt_exit_code_when_killed_twice_quickly(start_cli: StartCLI) -> None:
+def test_interrupt_exit_code_when_killed_twice_quickly(
+    wait_until: WaitUntil, start_cli: StartCLI
+) -> None:
     """Two SIGINTs in a row stop the process with 130."""
     cli = start_cli("run", TARGET, "--log-format", "json", config=fast(mode="slow"))
     cli.metrics_url()
     cli.signal(signal.SIGINT)
-    time.sleep(0.1)
+    # Two signals sent before the first is handled would merge into one.
+    wait_until(lambda: cli.logged("shutdown requested, stopping after the current cycle"))
     cli.signal(signal.SIGINT)
     assert cli.wait(timeout=5) == 130
 
