@@ -6,7 +6,7 @@ import asyncio
 import base64
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +117,7 @@ async def fetch(
 ) -> tuple[int, dict[str, str], bytes]:
     async with session.request(method, url, headers=headers) as response:
         body = await response.read()
+        assert len(response.headers.getall("Server", [])) <= 1, "two Server headers"
         kept = {k.lower(): v for k, v in response.headers.items() if k.lower() not in SERVERS_OWN}
         return response.status, kept, body
 
@@ -192,3 +193,25 @@ async def test_without_options_the_asgi_app_adds_no_header_of_its_own() -> None:
         status, headers, _ = await fetch(session, "GET", f"{base}/healthz", {})
     assert status == 200  # every path is the metrics, when mounted or alone
     assert set(headers) == {"content-type", "content-length", "content-encoding", "vary"}
+
+
+async def test_a_mounted_app_serves_health_under_its_prefix(bigbrotr: Any) -> None:
+    """Mounted under /ops (ASGI root_path), /ops/healthz is the service's, not the metrics."""
+    harness: ServiceHarness[Flaky] = bigbrotr(Flaky)
+    app = make_asgi_app(user_registry(), service=harness.service)
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    for path in ("/ops/healthz", "/ops/anything"):
+        scope: dict[str, Any] = {"type": "http", "method": "GET", "path": path, "root_path": "/ops",
+                 "headers": [], "query_string": b""}  # fmt: skip
+        await app(scope, receive, send)
+    app.close()
+    health, metrics = sent[1]["body"], sent[3]["body"]
+    assert health == b"ok\n"
+    assert b"# TYPE jobs_total counter" in metrics  # every other path: the metrics

@@ -33,8 +33,6 @@ from prometheus_client import REGISTRY
 from prometheus_client.registry import CollectorRegistry
 
 from bigbrotr.core.exposition import Access, Endpoint, Request, Response, Site
-from bigbrotr.core.web_config import load_web_config
-from bigbrotr.core.yaml import ConfigFileError
 
 if TYPE_CHECKING:
     from bigbrotr.core.base_service import BaseService
@@ -50,7 +48,7 @@ Receive: TypeAlias = Callable[[], Awaitable[Mapping[str, Any]]]
 Send: TypeAlias = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 #: What the app adds to the metrics alone: nothing (prometheus_client's app adds nothing).
-_PLAIN = Access(headers={})
+_PLAIN = Access()
 #: Close code for a WebSocket refused before the handshake completed (policy violation).
 _WEBSOCKET_REFUSED = 1008
 
@@ -152,9 +150,13 @@ def make_asgi_app(
         FileNotFoundError: If ``web_config_file`` does not exist.
     """
     unprotected = frozenset(unprotected_paths)
-    access = Access(unprotected_paths=unprotected)
-    if service is None and not unprotected:
-        access = _PLAIN  # the metrics alone, as prometheus_client's app: no headers of ours
+    access = _PLAIN  # the metrics alone, as prometheus_client's app: no headers of ours
+    if service is not None or unprotected or web_config_file is not None:
+        # imported here: the plain app needs neither pydantic nor bcrypt
+        from bigbrotr.core.web_config import DEFAULT_HEADERS, load_web_config
+        from bigbrotr.core.yaml import ConfigFileError
+
+        access = Access(headers=DEFAULT_HEADERS, unprotected_paths=unprotected)
     if web_config_file is not None:
         web = load_web_config(os.fspath(web_config_file))
         if web.ssl_context is not None:
@@ -186,7 +188,9 @@ def _request(scope: Scope) -> Request:
         (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
     )
     query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
-    return Request(scope["method"], scope["path"], headers, tuple(query))
+    return Request(
+        scope["method"], scope["path"], headers, tuple(query), scope.get("root_path", "")
+    )
 
 
 async def _send_response(response: Response, send: Send) -> None:

@@ -64,12 +64,22 @@ class Request:
         path: The decoded URL path, without the query.
         headers: Every header as (name, value), repeated names included.
         query: Every query parameter as (name, value), in order.
+        root_path: The prefix a framework mounted the app under (ASGI's
+            ``root_path``), part of ``path``.
     """
 
     method: str
     path: str
     headers: Sequence[tuple[str, str]] = ()
     query: Sequence[tuple[str, str]] = ()
+    root_path: str = ""
+
+    @property
+    def route(self) -> str:
+        """The path within the app: ``path`` without ``root_path`` (``/healthz`` when mounted)."""
+        if self.root_path and self.path.startswith(self.root_path):
+            return self.path[len(self.root_path) :] or "/"
+        return self.path
 
     def header(self, name: str) -> str | None:
         """A header's value; repeated headers are joined with ", " (RFC 9110, 5.3)."""

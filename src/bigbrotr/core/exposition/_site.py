@@ -15,15 +15,15 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bigbrotr.core.exposition._endpoint import Endpoint
 from bigbrotr.core.exposition._http import Request, Response, for_method
 from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.status import CONTENT_SECURITY_POLICY, StatusSnapshot, as_json, page
-from bigbrotr.core.web_config import DEFAULT_HEADERS, BasicAuth
 
-__all__ = ["Access", "Site"]
+__all__ = ["Access", "Authenticator", "Site"]
 
 _log = get_logger(__name__)
 
@@ -41,6 +41,16 @@ _STATUS_PAGE, _STATUS_JSON = "/", "/status.json"
 _TEXT = "text/plain; charset=utf-8"
 
 
+class Authenticator(Protocol):
+    """Checks an ``Authorization`` header (``web_config.BasicAuth``)."""
+
+    def cached(self, header: str | None) -> bool:
+        """Whether ``header`` already passed; cheap enough for the event loop."""
+
+    def check(self, header: str | None) -> bool:
+        """Whether ``header`` passes; may block (bcrypt), so it runs in a thread."""
+
+
 @dataclass(frozen=True)
 class Access:
     """Who may read, and what every answer carries (from the exporter-toolkit file).
@@ -51,8 +61,8 @@ class Access:
         unprotected_paths: Paths served without basic auth (health probes).
     """
 
-    auth: BasicAuth | None = None
-    headers: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_HEADERS))
+    auth: Authenticator | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
     unprotected_paths: frozenset[str] = frozenset()
 
 
@@ -89,7 +99,7 @@ class Site:
         metrics_path: str | None = "/metrics",
         health: Callable[[], HealthSnapshot] | None = None,
         status: Callable[[], StatusSnapshot] | None = None,
-        access: Callable[[], Access] = Access,
+        access: Callable[[], Access] = Access,  # no auth, no headers
         server: str | None = SERVER,
     ) -> None:
         self._endpoint = endpoint
@@ -120,16 +130,15 @@ class Site:
             own = _text(500, "internal error\n")
         if own is not None:
             # The page's own headers (its CSP, Allow) win over the configured ones.
-            return Response(
-                own.status, {**access.headers, **own.headers, "Server": SERVER}, own.body
-            )
+            headers = {**access.headers, **own.headers, **self._server}
+            return Response(own.status, headers, own.body)
         response = await self._endpoint.respond(request)
         headers = {**response.headers, **access.headers, **self._server}
         return Response(response.status, headers, response.body)
 
     async def _allowed(self, request: Request, access: Access) -> bool:
         auth = access.auth
-        if auth is None or request.path in access.unprotected_paths:
+        if auth is None or request.route in access.unprotected_paths:
             return True
         given = request.header("Authorization")
         if auth.cached(given):
@@ -139,7 +148,7 @@ class Site:
 
     def _own_page(self, request: Request) -> Response | None:
         """Health and status answers, or None for the metrics endpoint to answer."""
-        path = request.path
+        path = request.route
         if path == self._metrics_path:
             return None
         verdict = _HEALTH.get(path) if self._health is not None else None
