@@ -377,6 +377,18 @@ def make_nothing(config: Config) -> int:
 
 def unannotated(config):
     return Greeter(config, out=[])
+
+
+def make_loose(config: BaseServiceConfig) -> Greeter:
+    return Greeter(config, out=[])
+
+
+async def make_async(config: Config) -> Greeter:
+    return Greeter(config, out=[])
+
+
+def make_broken(config: Config) -> Greeter:
+    raise RuntimeError("database unreachable")
 """
 
 
@@ -391,7 +403,7 @@ def greeter_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return name
 
 
-@pytest.mark.parametrize("factory", ["make", "make_by_return"])
+@pytest.mark.parametrize("factory", ["make", "make_by_return", "make_loose"])
 def test_a_factory_target_gets_the_loaded_config(
     capsys: pytest.CaptureFixture[str], greeter_module: str, factory: str
 ) -> None:
@@ -411,6 +423,7 @@ def test_a_factory_target_gets_the_loaded_config(
         ("Greeter", "it takes dependencies: give a factory, module:function, that builds it"),
         ("make_nothing", "returned int, not a BaseService"),
         ("unannotated", "as a factory, annotate its config parameter (config: MyConfig)"),
+        ("make_async", "is async: make it a plain function"),
     ],
 )
 def test_a_target_that_cannot_build_a_service_is_one_line(
@@ -441,3 +454,11 @@ def test_run_a_factory_once_and_without_config_warns_what_is_in_effect(
     assert len(warnings) == 1, defaults.stderr
     assert "running on Config's defaults" in warnings[0]
     assert "interval_seconds=300.0" in warnings[0] and "metrics=off" in warnings[0]
+
+
+def test_a_factory_that_fails_is_the_services_error_not_a_usage_error(
+    capsys: pytest.CaptureFixture[str], greeter_module: str
+) -> None:
+    """A factory that raises (its database is down) is not reported as the user's mistake."""
+    with pytest.raises(RuntimeError, match="database unreachable"):
+        run_cli(capsys, "check", f"{greeter_module}:make_broken")

@@ -104,3 +104,22 @@ def test_a_service_built_after_the_block_reads_the_system_clock() -> None:
     before = time.monotonic()
     service = Quiet()
     assert before <= service.clock() <= time.monotonic()
+
+
+async def test_a_subclass_that_overrides_clock_keeps_its_say(unique_name: UniqueName) -> None:
+    """Overriding clock() (the old way to fake time) still drives durations and health."""
+
+    class OwnTime(BaseService[BaseServiceConfig]):
+        SERVICE_NAME = unique_name()
+        now = 100.0
+
+        def clock(self) -> float:
+            return self.now
+
+        async def run(self) -> None:
+            self.now += 500
+
+    service = OwnTime()
+    assert await service.run_cycle() is True
+    assert service.status().recent[-1].duration == 500
+    assert service.health().now == 600

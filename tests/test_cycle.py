@@ -1,4 +1,5 @@
 import asyncio
+import contextlib
 import io
 import itertools
 import json
@@ -324,3 +325,19 @@ async def test_a_successful_cycle_logs_its_duration_and_what_cleanup_cleaned(
     assert [(line["level"], line["duration_seconds"], line["cleaned"]) for line in done] == [
         ("debug", 2.5, 3)
     ]
+
+
+async def test_a_cycle_cancelled_from_outside_is_no_longer_in_progress(
+    scripted: Scripted,
+) -> None:
+    """A run_cycle() cancelled by its caller leaves no cycle "in progress" behind."""
+
+    class Hangs(scripted()):  # type: ignore[misc]
+        async def run(self) -> None:
+            await asyncio.Event().wait()
+
+    service = Hangs(BaseServiceConfig())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(service.run_cycle(), 0.05)
+    assert service.health().cycle_started_at is None
+    assert service.status().cycles_failed == 0

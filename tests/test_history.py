@@ -129,14 +129,14 @@ def test_recent_keeps_the_last_history_cycles(clock: FakeClock) -> None:
     assert history.succeeded == HISTORY + 5
 
 
-def test_a_cycle_cut_by_the_grace_has_no_outcome(clock: FakeClock) -> None:
-    """Cancelled by the shutdown grace: no longer in progress, but neither success nor failure."""
+def test_a_cycle_that_ends_without_outcome_leaves_the_counts(clock: FakeClock) -> None:
+    """Cut by the grace or cancelled: no longer in progress, neither success nor failure."""
     history = CycleHistory(clock)
     history.cycle_failed(ValueError("earlier"), 0.1)
     before = (history.succeeded, history.failed, history.consecutive_failures, history.recent)
     history.cycle_started()
     clock.advance(30)
-    history.cycle_cut()
+    history.cycle_ended()
     assert history.cycle_started_at is None
     assert (history.succeeded, history.failed, history.consecutive_failures, history.recent) == (
         before

@@ -66,3 +66,10 @@ def test_throttle_without_interval_logs_each_kind_once() -> None:
     throttle = Throttle()
     assert [throttle.note("x").log for _ in range(3)] == [True, False, False]
     assert throttle.note("x").count == 4
+
+
+def test_throttle_can_drop_kinds_it_no_longer_remembers() -> None:
+    """log_unremembered=False: past max_kinds, new kinds are not logged (kinds from data)."""
+    throttle = Throttle(max_kinds=1, log_unremembered=False)
+    assert throttle.note("first").log
+    assert [throttle.note(f"new {n}").log for n in range(3)] == [False, False, False]

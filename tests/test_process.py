@@ -189,3 +189,27 @@ def test_a_second_signal_during_start_up_exits_130_at_once() -> None:
         "SIGINT",
         "warning",
     )
+
+
+@pytest.mark.parametrize(("ignored", "received"), [(True, "0"), (False, "1")])
+def test_a_sighup_ignored_from_the_start_stays_ignored(ignored: bool, received: str) -> None:
+    """Under nohup, SIGHUP stays ignored; otherwise it is the one mechanism's to handle."""
+    script = (
+        "import os, signal\n"
+        "from bigbrotr.process import ShutdownSignals\n"
+        "signals = ShutdownSignals()\n"
+        "signals.install()\n"
+        "os.kill(os.getpid(), signal.SIGHUP)\n"
+        "print(signals.received)\n"
+        "signals.restore()\n"
+        "print(signal.getsignal(signal.SIGHUP) == signal.SIG_IGN)\n"
+    )
+
+    def start() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN if ignored else signal.SIG_DFL)
+
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, preexec_fn=start
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [received, str(ignored)]

@@ -67,17 +67,28 @@ class ShutdownSignals:
         self._service: BaseService[BaseServiceConfig] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reload: Callable[[], object] | None = None
+        self._hangup_ignored = False
 
     def install(self) -> None:
-        """Catch SIGINT, SIGTERM and SIGHUP from now on."""
+        """Catch SIGINT, SIGTERM and SIGHUP from now on.
+
+        A SIGHUP the process was started ignoring (``nohup``, a supervisor)
+        stays ignored.
+        """
+        self._hangup_ignored = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
         for sig in self.SIGNALS:
-            signal.signal(sig, self._handle)
+            if not (sig == signal.SIGHUP and self._hangup_ignored):
+                signal.signal(sig, self._handle)
 
     def restore(self) -> None:
-        """Give the signals back their default handling (for commands that do not run)."""
+        """Give the signals back their default handling (for commands that do not run).
+
+        A SIGHUP ignored from the start stays ignored.
+        """
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        if not self._hangup_ignored:
+            signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
     def on_reload(self, reload: Callable[[], object] | None) -> None:
         """Call ``reload`` at each SIGHUP (None: SIGHUP stops).

@@ -130,16 +130,11 @@ class Target:
         what = self.name.rpartition(":")[2]
         try:
             service = self.make(config)
-        except TypeError as exc:
+        except TypeError as exc:  # a call that does not fit; anything else is the service's
             hint = ""
             if isinstance(self.make, type) and "required" in str(exc):
                 hint = " (it takes dependencies: give a factory, module:function, that builds it)"
             raise UsageError(f"cannot build {what}: {exc}{hint}") from None
-        except Exception as exc:
-            raise UsageError(
-                f"cannot build {what}: {_place(exc, self.name.partition(':')[0])}"
-                f"{type(exc).__name__}: {exc}"
-            ) from None
         if not isinstance(service, BaseService):
             raise UsageError(
                 f"factory {self.name!r} returned {type(service).__name__}, not a BaseService"
@@ -195,7 +190,9 @@ def resolve_target(target: str) -> Target:
         raise UsageError(f"module {module_name!r} has no class {class_name!r} (nor a factory)")
     if isinstance(found, type) and issubclass(found, BaseService):
         return Target(target, found, found.CONFIG_CLASS, default_config)
-    if inspect.isfunction(found):
+    if inspect.iscoroutinefunction(found):
+        raise UsageError(f"factory {target!r} is async: make it a plain function")
+    if inspect.isroutine(found):
         return Target(target, found, _factory_config_class(found, target), default_config)
     raise UsageError(f"{target!r} is not a BaseService subclass, nor a factory function")
 
@@ -211,13 +208,16 @@ def _factory_config_class(factory: Callable[..., Any], target: str) -> type[Base
     except Exception as exc:
         raise UsageError(f"factory {target!r}: cannot read its annotations: {exc}") from None
     parameters = list(inspect.signature(factory).parameters)
-    candidates = [hints.get(parameters[0]) if parameters else None]
     returned = hints.get("return")
-    if isinstance(returned, type) and issubclass(returned, BaseService):
-        candidates.append(returned.CONFIG_CLASS)
-    for candidate in candidates:
-        if isinstance(candidate, type) and issubclass(candidate, BaseServiceConfig):
-            return candidate
+    candidates = [
+        hints.get(parameters[0]) if parameters else None,
+        returned.CONFIG_CLASS
+        if isinstance(returned, type) and issubclass(returned, BaseService)
+        else None,
+    ]
+    found = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseServiceConfig)]
+    if found:  # the most specific: `config: BaseServiceConfig` -> MyService uses MyConfig
+        return max(found, key=lambda config_class: len(config_class.__mro__))
     raise UsageError(
         f"{target!r} is not a BaseService subclass; as a factory, annotate its config "
         "parameter (config: MyConfig) or its return type (-> MyService)"

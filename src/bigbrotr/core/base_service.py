@@ -17,12 +17,13 @@ import contextlib
 import functools
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 from bigbrotr import __version__
 from bigbrotr.core.async_collectors import adopt_loop
-from bigbrotr.core.clock import current_clock
+from bigbrotr.core.clock import Clock, current_clock
 from bigbrotr.core.config import describe_validation_error
 from bigbrotr.core.cycle import CycleLoop
 from bigbrotr.core.health import HealthSnapshot
@@ -57,6 +58,15 @@ def _declarations(service_class: type) -> tuple[tuple[str, Declared], ...]:
     return tuple(found.items())
 
 
+class _OverriddenClock:
+    """A clock whose monotonic time is a subclass's own ``clock()`` (waits still pass time)."""
+
+    def __init__(self, monotonic: Callable[[], float], clock: Clock) -> None:
+        self.monotonic = monotonic
+        self.time = clock.time
+        self.wait = clock.wait
+
+
 class BaseService(ABC, Generic[ConfigT]):
     """A long-lived service that runs one bounded unit of work per cycle.
 
@@ -82,7 +92,11 @@ class BaseService(ABC, Generic[ConfigT]):
         self._config = config if config is not None else cast(ConfigT, self.CONFIG_CLASS())
         #: The service's structured logger (structlog), bound to its name.
         self.log = get_logger(type(self).__module__, service=self.SERVICE_NAME)
-        self._clock = current_clock()
+        self._system = current_clock()
+        #: What every part reads; a subclass that overrides ``clock()`` keeps its say.
+        self._clock: Clock = self._system
+        if type(self).clock is not BaseService.clock:
+            self._clock = _OverriddenClock(self.clock, self._system)
         self._started = False
         self._watchdog_now: LoopWatchdog | None = None
         self._history = CycleHistory(self._clock)
@@ -140,9 +154,11 @@ class BaseService(ABC, Generic[ConfigT]):
         """Monotonic seconds on the service's clock (schedules, durations, health).
 
         The clock is the one current when the service was built (see
-        ``bigbrotr.core.clock.using_clock``); the testing kit's is fake.
+        ``bigbrotr.core.clock.using_clock``); the testing kit's is fake. A
+        subclass may still override this method: schedules, durations and
+        health then read it.
         """
-        return self._clock.monotonic()
+        return self._system.monotonic()
 
     @abstractmethod
     async def run(self) -> None:

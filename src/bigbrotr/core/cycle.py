@@ -114,12 +114,12 @@ class CycleLoop:
             if isinstance(exc, TimeoutError) and scope.expired():
                 cut = self._cut_by_grace
                 error = TimeoutError(f"cycle took longer than cycle_timeout={timeout}s")
-        finally:
+        finally:  # cancelled from outside too: the cycle is no longer in progress
             self._scope, self._cut_by_grace = None, False
             duration = clock.monotonic() - started
+            self._history.cycle_ended()
             self._metrics.cycle_ended(duration, self._config.interval)
         if cut:
-            self._history.cycle_cut()
             self._log.warning("cycle cancelled: still running after shutdown_grace",
                               shutdown_grace=self._config.shutdown_grace)  # fmt: skip
             return False

@@ -90,8 +90,12 @@ class CycleHistory:
         """A cycle starts now."""
         self.cycle_started_at = self._clock.monotonic()
 
+    def cycle_ended(self) -> None:
+        """The cycle in progress ended, whatever its outcome (or none: cancelled, cut)."""
+        self.cycle_started_at = None
+
     def cycle_succeeded(self, duration: float) -> None:
-        """The cycle in progress succeeded after ``duration`` seconds."""
+        """The cycle in progress succeeded after ``duration`` seconds (and so ended)."""
         self.cycle_started_at = None
         self.last_success_at = self._clock.monotonic()
         self.consecutive_failures = 0
@@ -99,7 +103,7 @@ class CycleHistory:
         self._remember(CycleRecord(self._clock.time(), duration, True))
 
     def cycle_failed(self, error: Exception, duration: float) -> None:
-        """The cycle in progress failed with ``error`` after ``duration`` seconds."""
+        """The cycle in progress failed with ``error`` after ``duration`` seconds (and ended)."""
         kind = type(error).__name__
         # The error first: a status page read meanwhile never shows a streak without it.
         self.last_error = LastError(kind, shortened(str(error)), self._clock.time())
@@ -107,10 +111,6 @@ class CycleHistory:
         self.failed += 1
         self.consecutive_failures += 1
         self._remember(CycleRecord(self._clock.time(), duration, False, kind))
-
-    def cycle_cut(self) -> None:
-        """The cycle in progress was cancelled by the shutdown grace: no outcome."""
-        self.cycle_started_at = None
 
     def _remember(self, record: CycleRecord) -> None:
         self.recent = (*self.recent[-(HISTORY - 1) :], record)

@@ -121,7 +121,9 @@ class Throttle:
 
     With ``every=None`` only the first of each kind is logged. At most
     ``max_kinds`` kinds are remembered; past that, a new kind is logged as a
-    first every time, so memory stays bounded and nothing is hidden.
+    first every time (nothing hidden), or, with ``log_unremembered=False``,
+    not at all (when kinds come from data, say an error message, and every
+    event could otherwise be a new one).
     """
 
     def __init__(
@@ -129,9 +131,12 @@ class Throttle:
         every: float | None = None,
         max_kinds: int = 1000,
         now: Callable[[], float] = time.monotonic,
+        *,
+        log_unremembered: bool = True,
     ) -> None:
         self._every = every
         self._max_kinds = max_kinds
+        self._log_unremembered = log_unremembered
         self._now = now
         #: kind -> [seen, seen since the last line, when the last line was]
         self._kinds: dict[Hashable, list[float]] = {}
@@ -143,6 +148,8 @@ class Throttle:
         if entry is None:
             if len(self._kinds) < self._max_kinds:
                 self._kinds[kind] = [1, 0, now]
+            elif not self._log_unremembered:
+                return Seen(log=False, first=True, count=1, since=1)
             return Seen(log=True, first=True, count=1, since=1)
         entry[0] += 1
         entry[1] += 1

@@ -107,14 +107,14 @@ class BasicAuth:
     successful check is remembered under a keyed digest of (user, password,
     stored hash): a changed hash, or another password, never matches the
     memory, and the password itself is never kept. Building one runs no bcrypt
-    (the dummy hash is made by the first ``check``, off the event loop), so a
-    web config can be loaded anywhere.
+    (an unknown user's password is hashed with a salt of the real cost, made
+    here without hashing), so a web config can be loaded anywhere.
     """
 
     def __init__(self, users: dict[str, bytes]) -> None:
         self._users = users
-        self._cost = max((int(stored.split(b"$")[2]) for stored in users.values()), default=10)
-        self._dummy: bytes | None = None
+        cost = max((int(stored.split(b"$")[2]) for stored in users.values()), default=10)
+        self._salt = bcrypt.gensalt(rounds=cost)
         self._secret = secrets.token_bytes(32)
         self._cache: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
@@ -136,9 +136,7 @@ class BasicAuth:
         user, password = credentials
         stored = self._users.get(user)
         if stored is None:
-            if self._dummy is None:  # made once, here: off the event loop
-                self._dummy = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=self._cost))
-            bcrypt.checkpw(password.encode(), self._dummy)  # as long as a real check
+            bcrypt.hashpw(password.encode(), self._salt)  # exactly as long as a real check
             return False
         matched = bcrypt.checkpw(password.encode(), stored)
         if matched:

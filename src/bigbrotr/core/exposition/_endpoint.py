@@ -73,7 +73,7 @@ class Endpoint:
         self._executor: DaemonThreadExecutor | None = None
         self._coalescer: Coalescer[RenderKey, bool, Rendered] | None = None
         self._in_flight = 0
-        self._errors = Throttle(max_kinds=_MAX_REMEMBERED_ERRORS)
+        self._errors = Throttle(max_kinds=_MAX_REMEMBERED_ERRORS, log_unremembered=False)
 
     async def respond(self, request: Request) -> Response:
         """The response to one request; renders never run on the calling loop."""
