@@ -191,3 +191,14 @@ def test_remove_drops_the_series_and_the_next_use_starts_from_zero(labelled: Mak
     assert metric.label_sets() == []
     metric["1"].inc()
     assert value(registry, flag="1") == 1
+
+
+def test_removing_the_overflow_series_lets_folding_export_it_again(labelled: Make) -> None:
+    """After remove(__overflow__), further folded updates go to a series still exported."""
+    metric, registry, _ = labelled("flag", limit=1)
+    metric["a"].inc()
+    metric["b"].inc()
+    metric.remove(OVERFLOW)
+    assert value(registry, flag=OVERFLOW) is None
+    metric["c"].inc(3)
+    assert value(registry, flag=OVERFLOW) == 3

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import CollectorRegistry
 
-from bigbrotr.core.named_children import NOOP, OVERFLOW, Labelled
+from bigbrotr.core.named_children import NOOP, Labelled
 from bigbrotr.core.per_registry import PerRegistry
 
 __all__ = ["Counter", "Declared", "Enum", "Gauge", "Histogram", "Info", "Summary"]
@@ -133,8 +133,8 @@ class Declared:
         family = _declared(registry).get(self.name, (None, None))[1]
         if family is None:
             return
-        keys = [(service,)] if not isinstance(bound, Labelled) else bound.label_sets()
-        keys += [(service, *[OVERFLOW] * len(self.label_names))] if self.label_names else []
+        # A labelled one's label sets include its __overflow__ child, once made.
+        keys = bound.label_sets() if isinstance(bound, Labelled) else [(service,)]
         for key in keys:
             with contextlib.suppress(KeyError):
                 family.remove(*key)

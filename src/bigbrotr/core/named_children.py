@@ -194,5 +194,8 @@ class Labelled(Bounded[Any, Any]):
     def remove(self, *values: object) -> None:
         """Drop the series with these label values."""
         strings = tuple(map(str, values))
-        self.pop(strings if len(strings) > 1 else strings[0], None)
+        stored = strings if len(strings) > 1 else strings[0]
+        self.pop(stored, None)
+        if stored == self._overflow_key:
+            self.__dict__.pop("_overflow", None)  # made anew if folding goes on
         self._family.remove(self._service, *strings)

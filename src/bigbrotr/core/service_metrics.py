@@ -67,12 +67,9 @@ __all__ = [
     "Summary",
 ]
 
-#: The helpers' families, by the name the overflow counter gives them.
-_HELPER_FAMILIES = {
-    "service_counter": SERVICE_COUNTER,
-    "service_gauge": SERVICE_GAUGE,
-    "service_operation_duration_seconds": OPERATION_DURATION_SECONDS,
-}
+def _family_name(family: Any) -> str:
+    """A family's name, as the overflow counter's ``family`` label gives it."""
+    return str(family.describe()[0].name)
 
 
 def _ignore(value: float) -> None:
@@ -102,41 +99,43 @@ class ServiceMetrics:
         self._limit = config.max_names
         self._clock = clock
         self._log = log
-        self._overflows: dict[str, Callable[[str], None]] = {}
+        #: Families that may fold into __overflow__ -> its counter's child, once it folded.
+        self._folded: dict[str, Any] = {}
         self._declared: dict[str, tuple[Declared, Any]] = {}
-        self.counters: Bounded[str, CounterChild] = self._helper(SERVICE_COUNTER, "service_counter")
-        self.gauges: Bounded[str, GaugeChild] = self._helper(SERVICE_GAUGE, "service_gauge")
-        self.operations: Bounded[str, Observer] = self._helper(
-            OPERATION_DURATION_SECONDS, "service_operation_duration_seconds"
-        )
+        self._helpers: list[tuple[Any, Bounded[str, Any]]] = []
+        self.counters: Bounded[str, CounterChild] = self._helper(SERVICE_COUNTER)
+        self.gauges: Bounded[str, GaugeChild] = self._helper(SERVICE_GAUGE)
+        self.operations: Bounded[str, Observer] = self._helper(OPERATION_DURATION_SECONDS)
 
-    def _helper(self, family: Any, family_name: str) -> Bounded[str, Any]:
+    def _helper(self, family: Any) -> Bounded[str, Any]:
         service = self._service
-        return Bounded(
+        children: Bounded[str, Any] = Bounded(
             (lambda name: family.labels(service, name)) if self._enabled else None,
             OVERFLOW,
             self._limit,
-            self._overflow(family_name),
+            self._overflow(_family_name(family)),
             AUTOMATIC_NAMES,
         )
+        self._helpers.append((family, children))
+        return children
 
     def _overflow(self, family: str) -> Callable[[str], None]:
         """Count (and the first time, log) an update folded into ``__overflow__``."""
-        logged = False
 
         def overflow(name: str) -> None:
-            nonlocal logged
-            if not logged:
-                logged = True
+            folded = self._folded.get(family)
+            if folded is None:
+                folded = self._folded[family] = SERVICE_NAME_OVERFLOW.labels(self._service, family)
                 self._log.warning(
                     "too many metric names, folding new ones into __overflow__",
                     family=family,
                     max_names=self._limit,
                     first_folded=shortened(name),
                 )
-            SERVICE_NAME_OVERFLOW.labels(self._service, family).inc()
+            folded.inc()
 
-        return self._overflows.setdefault(family, overflow)
+        self._folded.setdefault(family, None)
+        return overflow
 
     def bind(self, declarations: Iterable[tuple[str, Declared]]) -> dict[str, Any]:
         """Bind each declared metric to the service; returns what each attribute becomes."""
@@ -169,8 +168,8 @@ class ServiceMetrics:
         # (stale before any success).
         self.gauges["max_consecutive_failures"].set(max_consecutive_failures)
         self.gauges["start_timestamp"].set(self._clock.time())
-        for family in ("service_counter", "service_gauge"):
-            SERVICE_NAME_OVERFLOW.labels(self._service, family).inc(0)
+        for family in (SERVICE_COUNTER, SERVICE_GAUGE):
+            SERVICE_NAME_OVERFLOW.labels(self._service, _family_name(family)).inc(0)
 
     def loop_lag(self) -> Callable[[float], None]:
         """Where the watchdog observes the event loop's lag."""
@@ -212,12 +211,7 @@ class ServiceMetrics:
         if not self._enabled:
             return {attribute: bound for attribute, (_, bound) in self._declared.items()}
         service = self._service
-        for family_name, children in (
-            ("service_counter", self.counters),
-            ("service_gauge", self.gauges),
-            ("service_operation_duration_seconds", self.operations),
-        ):
-            family = _HELPER_FAMILIES[family_name]
+        for family, children in self._helpers:
             for child_name in {*children.keys_made(), OVERFLOW}:
                 with contextlib.suppress(KeyError):
                     family.remove(service, child_name)
@@ -227,7 +221,8 @@ class ServiceMetrics:
                 single.remove(service)
         for declared, bound in self._declared.values():
             declared.remove(service, bound)
-        for family_name in self._overflows:
+        for family_name in self._folded:
             with contextlib.suppress(KeyError):
                 SERVICE_NAME_OVERFLOW.remove(service, family_name)
+            self._folded[family_name] = None  # folding again logs again
         return self.bind([(attr, declared) for attr, (declared, _) in self._declared.items()])
