@@ -27,7 +27,7 @@ from bigbrotr.core.clock import Clock, current_clock
 from bigbrotr.core.config import describe_validation_error
 from bigbrotr.core.cycle import CycleLoop
 from bigbrotr.core.health import HealthSnapshot
-from bigbrotr.core.history import CycleHistory
+from bigbrotr.core.history import CycleHistory, Cycles
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.service_config import BaseServiceConfig, load_config
 from bigbrotr.core.service_metrics import Declared, ServiceMetrics
@@ -245,38 +245,41 @@ class BaseService(ABC, Generic[ConfigT]):
 
     def health(self) -> HealthSnapshot:
         """The service's state for ``/healthz`` and ``/readyz``; safe from any thread."""
-        config, history = self._config, self._history
+        return self._health(self._history.now)
+
+    def _health(self, cycles: Cycles) -> HealthSnapshot:
+        config = self._config
         stale_after = config.stale_after or (
             2 * config.interval + (config.cycle_timeout or config.interval)
         )
         watchdog = self._watchdog_now
         return HealthSnapshot(
             now=self._clock.monotonic(),
-            started_at=history.started_at,
+            started_at=cycles.started_at,
             loop_blocked_for=watchdog.blocked_for() if watchdog is not None else None,
             loop_block_threshold=config.loop_block_threshold,
-            consecutive_failures=history.consecutive_failures,
+            consecutive_failures=cycles.consecutive_failures,
             max_consecutive_failures=config.max_consecutive_failures,
-            last_success_at=history.last_success_at,
-            cycle_started_at=history.cycle_started_at,
+            last_success_at=cycles.last_success_at,
+            cycle_started_at=cycles.cycle_started_at,
             stale_after=stale_after,
             shutting_down=self._cycles.shutdown.is_set(),
         )
 
     def status(self) -> StatusSnapshot:
         """The service's state for the status page at ``/``; safe from any thread."""
-        watchdog, history = self._watchdog_now, self._history
+        watchdog, cycles = self._watchdog_now, self._history.now  # one moment, read once
         return StatusSnapshot(
             service=self.SERVICE_NAME,
             version=self.SERVICE_VERSION,
             bigbrotr_version=__version__,
             now=self._clock.time(),
-            health=self.health(),
-            cycles_succeeded=history.succeeded,
-            cycles_failed=history.failed,
+            health=self._health(cycles),
+            cycles_succeeded=cycles.succeeded,
+            cycles_failed=cycles.failed,
             interval=self._config.interval,
-            last_error=history.last_error,
-            recent=history.recent,
+            last_error=cycles.last_error,
+            recent=cycles.recent,
             loop_lag=watchdog.lag() if watchdog is not None else None,
         )
 

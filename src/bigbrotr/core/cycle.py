@@ -81,7 +81,7 @@ class CycleLoop:
         while not self.shutdown.is_set():
             started = self._clock.monotonic()
             await self.run_cycle()
-            if limit and self._history.consecutive_failures >= limit:
+            if limit and self._history.now.consecutive_failures >= limit:
                 self._log.error("failure limit reached, stopping", consecutive_failures=limit)
                 self.request_shutdown()
                 return True
@@ -139,7 +139,7 @@ class CycleLoop:
         been seen.
         """
         self._history.cycle_failed(error, duration)
-        streak = self._history.consecutive_failures
+        streak = self._history.now.consecutive_failures
         self._metrics.cycle_failed(error, streak)
         frames = traceback.extract_tb(error.__traceback__)
         place = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"

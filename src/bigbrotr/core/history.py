@@ -2,17 +2,18 @@
 
 The cycle loop tells it each start and outcome; health (``/readyz``) and the
 status page read it. Written on the service's event loop and read from the
-server's thread: every field is replaced whole, never mutated in place, so a
-reader sees one cycle's state or the next's, never half of one.
+server's thread: each event replaces one frozen ``Cycles`` whole, so a reader
+that takes ``history.now`` once sees one moment's counts, streak, error and
+records together, never half of an update.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bigbrotr.core.clock import Clock
 
-__all__ = ["HISTORY", "CycleHistory", "CycleRecord", "LastError", "shortened"]
+__all__ = ["HISTORY", "CycleHistory", "CycleRecord", "Cycles", "LastError", "shortened"]
 
 #: How many recent cycles the page charts.
 HISTORY = 60
@@ -59,58 +60,76 @@ def shortened(text: str) -> str:
     return f"{text[:_MAX_ERROR_TEXT]}... ({len(text) - _MAX_ERROR_TEXT} more characters)"
 
 
-class CycleHistory:
-    """A service's cycles so far, in the clock's time (monotonic, and Unix for records).
+@dataclass(frozen=True)
+class Cycles:
+    """A service's cycles at one moment, in the clock's time (monotonic; Unix in records).
 
     Attributes:
-        started_at: When the service started (monotonic).
+        started_at: When the service started.
         succeeded: Successful cycles.
-        failed: Failed cycles (cycles cut by the shutdown grace are neither).
+        failed: Failed cycles (a cycle cut by the shutdown grace, or cancelled,
+            is neither).
         consecutive_failures: The current failure streak.
-        last_success_at: When the last successful cycle ended (monotonic), or None.
-        cycle_started_at: When the cycle in progress started (monotonic), or None.
+        last_success_at: When the last successful cycle ended, or None.
+        cycle_started_at: When the cycle in progress started, or None.
         last_error: The latest failure, or None.
         recent: The last ``HISTORY`` cycles, oldest first.
     """
 
+    started_at: float
+    succeeded: int = 0
+    failed: int = 0
+    consecutive_failures: int = 0
+    last_success_at: float | None = None
+    cycle_started_at: float | None = None
+    last_error: LastError | None = None
+    recent: tuple[CycleRecord, ...] = ()
+
+
+class CycleHistory:
+    """Keeps ``now``, a ``Cycles`` replaced whole by each event; see the module docstring."""
+
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self.started_at = clock.monotonic()
-        self.succeeded = self.failed = self.consecutive_failures = 0
-        self.last_success_at: float | None = None
-        self.cycle_started_at: float | None = None
-        self.last_error: LastError | None = None
-        self.recent: tuple[CycleRecord, ...] = ()
+        self.now = Cycles(clock.monotonic())
 
     def start(self) -> None:
         """The service starts now: freshness is measured from here until a success."""
-        self.started_at = self._clock.monotonic()
+        self.now = replace(self.now, started_at=self._clock.monotonic())
 
     def cycle_started(self) -> None:
         """A cycle starts now."""
-        self.cycle_started_at = self._clock.monotonic()
+        self.now = replace(self.now, cycle_started_at=self._clock.monotonic())
 
     def cycle_ended(self) -> None:
         """The cycle in progress ended, whatever its outcome (or none: cancelled, cut)."""
-        self.cycle_started_at = None
+        self.now = replace(self.now, cycle_started_at=None)
 
     def cycle_succeeded(self, duration: float) -> None:
         """The cycle in progress succeeded after ``duration`` seconds (and so ended)."""
-        self.cycle_started_at = None
-        self.last_success_at = self._clock.monotonic()
-        self.consecutive_failures = 0
-        self.succeeded += 1
-        self._remember(CycleRecord(self._clock.time(), duration, True))
+        now = self.now
+        self.now = replace(
+            now,
+            cycle_started_at=None,
+            last_success_at=self._clock.monotonic(),
+            consecutive_failures=0,
+            succeeded=now.succeeded + 1,
+            recent=_kept(now.recent, CycleRecord(self._clock.time(), duration, True)),
+        )
 
     def cycle_failed(self, error: Exception, duration: float) -> None:
         """The cycle in progress failed with ``error`` after ``duration`` seconds (and ended)."""
-        kind = type(error).__name__
-        # The error first: a status page read meanwhile never shows a streak without it.
-        self.last_error = LastError(kind, shortened(str(error)), self._clock.time())
-        self.cycle_started_at = None
-        self.failed += 1
-        self.consecutive_failures += 1
-        self._remember(CycleRecord(self._clock.time(), duration, False, kind))
+        now, kind, at = self.now, type(error).__name__, self._clock.time()
+        self.now = replace(
+            now,
+            cycle_started_at=None,
+            last_error=LastError(kind, shortened(str(error)), at),
+            failed=now.failed + 1,
+            consecutive_failures=now.consecutive_failures + 1,
+            recent=_kept(now.recent, CycleRecord(at, duration, False, kind)),
+        )
 
-    def _remember(self, record: CycleRecord) -> None:
-        self.recent = (*self.recent[-(HISTORY - 1) :], record)
+
+def _kept(recent: tuple[CycleRecord, ...], record: CycleRecord) -> tuple[CycleRecord, ...]:
+    """``recent`` with ``record`` added, the oldest dropped past ``HISTORY``."""
+    return (*recent[-(HISTORY - 1) :], record)

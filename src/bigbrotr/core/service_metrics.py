@@ -67,6 +67,7 @@ __all__ = [
     "Summary",
 ]
 
+
 def _family_name(family: Any) -> str:
     """A family's name, as the overflow counter's ``family`` label gives it."""
     return str(family.describe()[0].name)
