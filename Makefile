@@ -73,7 +73,8 @@ oldest: $(OLDEST)/.installed
 	@cat $(OLDEST)/lowest.txt
 	$(OLDEST)/bin/pytest -p no:cacheprovider tests/test_metrics.py tests/test_base_service.py \
 		tests/test_renderer.py tests/test_exposition_http.py tests/test_server.py \
-		tests/test_asgi.py tests/test_config.py tests/test_yaml.py tests/test_logger.py \
+		tests/test_asgi.py tests/test_adapters.py tests/test_config.py tests/test_yaml.py \
+		tests/test_logger.py tests/test_metrics_config.py tests/test_service_config.py \
 		tests/test_web_config.py tests/test_testing.py
 
 test: lint typecheck unit oldest

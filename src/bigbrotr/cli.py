@@ -50,7 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run a service on its schedule",
         description=(
             "Run a service: serve its metrics (when enabled) and call its cycle every "
-            "interval until SIGINT/SIGTERM (graceful; a second signal stops at once)."
+            "interval until SIGINT/SIGTERM (graceful; a second signal stops at once); "
+            "SIGHUP re-reads metrics.web_config_file."
         ),
         epilog=(
             "examples:\n  bigbrotr run demo\n  bigbrotr run demo --port 8001\n"

@@ -33,6 +33,7 @@ __all__ = [
     "UsageError",
     "resolve_target",
     "run",
+    "serve",
     "serve_forever",
     "serve_once",
     "with_port",
@@ -90,6 +91,13 @@ def _leave_stuck_threads(code: int) -> None:
         _log.warning("exiting without waiting for stuck threads", threads=names)
         logging.shutdown()
         os._exit(code)
+
+
+async def serve(
+    service: BaseService[BaseServiceConfig], signals: ShutdownSignals, *, once: bool = False
+) -> int:
+    """``serve_once`` or ``serve_forever`` (kept for callers of the earlier single entry)."""
+    return await (serve_once if once else serve_forever)(service, signals)
 
 
 async def serve_forever(service: BaseService[BaseServiceConfig], signals: ShutdownSignals) -> int:

@@ -57,7 +57,7 @@ def chart(recent: tuple[CycleRecord, ...]) -> str:
     The scale (0, half, the longest duration) is HTML beside the SVG, not SVG
     text: the SVG stretches to the page's width, which would stretch text too.
     Its labels sit at fixed heights the stylesheet gives (inline ``style``
-    attributes would need the CSP to allow them), matching ``_scale_y``.
+    attributes would need the CSP to allow them), matching ``scale_y``.
     """
     recent = recent[-HISTORY:]
     if not recent:

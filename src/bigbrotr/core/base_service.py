@@ -71,8 +71,9 @@ class BaseService(ABC, Generic[ConfigT]):
     """A long-lived service that runs one bounded unit of work per cycle.
 
     Subclasses set ``SERVICE_NAME`` (the ``service`` label of every metric) and
-    ``CONFIG_CLASS``, and implement ``run()`` and ``cleanup()``. Subclasses may
-    take extra dependencies as further ``__init__`` parameters, and declare
+    ``CONFIG_CLASS``, and implement ``run()`` (and ``cleanup()`` if cycles leave
+    something behind). Subclasses may take extra dependencies as further
+    ``__init__`` parameters (``bigbrotr run`` then takes a factory), and declare
     metrics of their own as class attributes (``bigbrotr.core.service_metrics``),
     which ``__init__`` binds to the service.
 

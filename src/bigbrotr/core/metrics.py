@@ -26,7 +26,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
 from prometheus_client.registry import CollectorRegistry
 
 from bigbrotr.core.async_collectors import register_async_collector, unregister_async_collector
-from bigbrotr.core.metrics_config import MetricsConfig, PushgatewayConfig
+from bigbrotr.core.metrics_config import MIN_RENDER_TIMEOUT, MetricsConfig, PushgatewayConfig
 
 if TYPE_CHECKING:
     from bigbrotr.core.server import MetricsServer
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CYCLE_DURATION_SECONDS",
     "EVENT_LOOP_LAG_SECONDS",
+    "MIN_RENDER_TIMEOUT",
     "OPERATION_DURATION_SECONDS",
     "SERVICE_COUNTER",
     "SERVICE_GAUGE",

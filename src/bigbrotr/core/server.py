@@ -48,6 +48,12 @@ __all__ = ["MetricsServer"]
 _log = get_logger(__name__)
 
 
+def _log_failure(done: Future[object]) -> None:
+    """Log what failed in work handed to the server's thread (nobody awaits it)."""
+    if not done.cancelled() and (error := done.exception()) is not None:
+        _log.error("work on the metrics server's thread failed", exc_info=error)
+
+
 class _ServerThread:
     """An aiohttp server on its own event loop in a daemon thread."""
 
@@ -102,7 +108,8 @@ class _ServerThread:
             work.close()
             return
         with contextlib.suppress(RuntimeError):  # its loop already ended
-            asyncio.run_coroutine_threadsafe(work, loop)
+            done = asyncio.run_coroutine_threadsafe(work, loop)
+            done.add_done_callback(_log_failure)
 
     def stop(self) -> None:
         """Ask the server to close (from any thread); ``done`` completes when it has."""

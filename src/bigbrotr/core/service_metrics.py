@@ -51,6 +51,7 @@ from bigbrotr.core.named_children import (
     Bounded,
     CounterChild,
     GaugeChild,
+    Labelled,
 )
 from bigbrotr.core.timing import Observer
 
@@ -63,6 +64,7 @@ __all__ = [
     "Gauge",
     "Histogram",
     "Info",
+    "Labelled",
     "ServiceMetrics",
     "Summary",
 ]

@@ -1,0 +1,129 @@
+"""``exposition.Site``: every route's answer from a request and the state it is given."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry, Gauge
+
+from bigbrotr.core.exposition import Access, Endpoint, Request, Site
+from bigbrotr.core.health import HealthSnapshot
+from bigbrotr.core.status import StatusSnapshot
+
+
+class Password:
+    """An authenticator that accepts one header; notes where each check ran."""
+
+    def __init__(self, good: str) -> None:
+        self.good = good
+        self.checked_on: list[str] = []
+
+    def cached(self, header: str | None) -> bool:
+        return False
+
+    def check(self, header: str | None) -> bool:
+        self.checked_on.append(threading.current_thread().name)
+        return header == self.good
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    """A metrics endpoint on a registry of one gauge."""
+    registry = CollectorRegistry()
+    Gauge("temperature", "Temp.", registry=registry).set(21)
+    endpoint = Endpoint(registry)
+    yield endpoint
+    endpoint.close()
+
+
+def status_of(healthy: HealthSnapshot) -> StatusSnapshot:
+    return StatusSnapshot("svc", "1", "0", 1e9, healthy, 1, 0, 10.0, None, (), None)
+
+
+def site(endpoint: Endpoint, healthy: HealthSnapshot, **access: object) -> Site:
+    return Site(endpoint, health=lambda: healthy, status=lambda: status_of(healthy),
+                access=lambda: Access(**access))  # type: ignore[arg-type]  # fmt: skip
+
+
+async def test_basic_auth_guards_every_path_but_the_unprotected(
+    endpoint: Endpoint, healthy: HealthSnapshot
+) -> None:
+    """No or wrong credentials: 401 asking for Basic; unprotected paths pass; bcrypt off-loop."""
+    password = Password("Basic good")
+    routes = site(endpoint, healthy, auth=password, unprotected_paths=frozenset({"/healthz"}))
+    refused = await routes.respond(Request("GET", "/metrics"))
+    assert refused.status == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Basic realm=")
+    assert (await routes.respond(Request("GET", "/healthz"))).status == 200
+    allowed = await routes.respond(Request("GET", "/metrics", [("Authorization", "Basic good")]))
+    assert allowed.status == 200 and b"temperature 21.0" in allowed.body
+    main = threading.current_thread().name
+    assert password.checked_on and main not in password.checked_on
+
+
+async def test_headers_the_page_sets_win_and_configured_ones_win_over_the_metrics(
+    endpoint: Endpoint, healthy: HealthSnapshot
+) -> None:
+    """Configured headers go on every answer; the page's CSP wins, the metrics' do not."""
+    configured = {"Content-Security-Policy": "none-of-yours", "X-Mine": "1", "Vary": "x"}
+    routes = site(endpoint, healthy, headers=configured)
+    page = await routes.respond(Request("GET", "/"))
+    metrics = await routes.respond(Request("GET", "/metrics"))
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert (page.headers["X-Mine"], page.headers["Server"]) == ("1", "bigbrotr")
+    assert (metrics.headers["Vary"], metrics.headers["X-Mine"]) == ("x", "1")
+
+
+async def test_own_routes_answer_reads_only_and_head_without_a_body(
+    endpoint: Endpoint, healthy: HealthSnapshot
+) -> None:
+    """POST gets 405 with Allow; HEAD gets the GET's headers and no body; JSON is JSON."""
+    routes = site(endpoint, healthy)
+    posted = await routes.respond(Request("POST", "/readyz"))
+    assert (posted.status, posted.headers["Allow"]) == (405, "GET, HEAD")
+    get = await routes.respond(Request("GET", "/status.json"))
+    head = await routes.respond(Request("HEAD", "/status.json"))
+    assert json.loads(get.body)["service"] == "svc"
+    assert head.body == b"" and head.headers["Content-Length"] == str(len(get.body))
+
+
+async def test_a_failing_status_source_is_a_500_without_a_traceback(
+    endpoint: Endpoint, healthy: HealthSnapshot
+) -> None:
+    """A bug behind the page answers 500 "internal error", logged, never a traceback."""
+
+    def broken() -> StatusSnapshot:
+        raise RuntimeError("bug")
+
+    routes = Site(endpoint, health=lambda: healthy, status=broken)
+    answer = await routes.respond(Request("GET", "/"))
+    assert (answer.status, answer.body) == (500, b"internal error\n")
+
+
+async def test_a_mounted_app_routes_within_its_root_path(healthy: HealthSnapshot) -> None:
+    """Under root_path /ops, /ops/readyz is readiness; any other path is the metrics."""
+    registry = CollectorRegistry()
+    Gauge("temperature", "Temp.", registry=registry).set(21)
+    endpoint = Endpoint(registry, path=None)
+    routes = Site(endpoint, metrics_path=None, health=lambda: healthy)
+    ready = await routes.respond(Request("GET", "/ops/readyz", root_path="/ops"))
+    other = await routes.respond(Request("GET", "/ops/x", root_path="/ops"))
+    endpoint.close()
+    assert (ready.status, ready.body) == (200, b"ok\n")
+    assert b"temperature 21.0" in other.body
+
+
+async def test_metrics_served_at_the_root_come_before_the_status_page(
+    healthy: HealthSnapshot,
+) -> None:
+    """With the metrics path at /, / is the metrics, not the page."""
+    registry = CollectorRegistry()
+    Gauge("temperature", "Temp.", registry=registry).set(21)
+    endpoint = Endpoint(registry, path="/")
+    routes = Site(endpoint, metrics_path="/", status=lambda: status_of(healthy))
+    root = await routes.respond(Request("GET", "/"))
+    endpoint.close()
+    assert b"temperature 21.0" in root.body
