@@ -177,8 +177,8 @@ def resolve_target(target: str) -> Target:
     if not sep or not module_name or not class_name:
         bundled = ", ".join(sorted(BUNDLED_SERVICES))
         raise UsageError(
-            f"target {target!r} must be 'package.module:ClassName' (or :factory) "
-            f"or a bundled service ({bundled})"
+            f"target {target!r} must be 'package.module:ClassName' or a bundled service "
+            f"({bundled}); a factory is 'package.module:function'"
         )
     if module_name.endswith(".py"):
         dotted = module_name.removesuffix(".py").replace("/", ".").lstrip(".")
