@@ -316,3 +316,15 @@ def test_sighup_reloads_while_run_blocks_the_loop(
     wait_until(lambda: cli.logged("shutdown requested, stopping after the current cycle"))
     cli.signal(signal.SIGTERM)
     assert cli.wait() == 130
+
+
+def test_a_failure_message_cannot_forge_text_log_lines(start_cli: StartCLI) -> None:
+    """Text logs escape an exception's newlines and ANSI codes in the traceback too."""
+    forged = "bad\n2026-01-01T00:00:00Z [info     ] all good\x1b[32m"
+    config = {"mode": "fail", "fail_message": forged}
+    cli = start_cli("run", TARGET, "--once", config=config)
+    assert cli.wait() == 1
+    log = cli.stderr()
+    assert "\x1b" not in log
+    assert not any(line.startswith("2026-01-01") for line in log.splitlines())
+    assert "RuntimeError: bad\\n2026-01-01T00:00:00Z [info     ] all good\\x1b[32m" in log

@@ -10,8 +10,10 @@ requests): which of them get a line, and how many each line stands for.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
+import traceback
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
@@ -66,10 +68,12 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Processor
+    last: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if fmt == "json":
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
+        last.append(_escaped_exception)  # a message must not forge lines or colours
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -81,12 +85,50 @@ def configure_logging(
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[*last, renderer],
         )
     )
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+
+
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _escape(text: str, pattern: re.Pattern[str]) -> str:
+    return pattern.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _escaped_exception(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    """The traceback as text, its exceptions' messages escaped (newlines, ANSI escapes).
+
+    A message is data: printed raw in a text log, its newlines would forge log
+    lines and its escapes colours. The traceback keeps its own line breaks.
+    """
+    exc_info = event.pop("exc_info", None)
+    if isinstance(exc_info, BaseException):
+        error: BaseException | None = exc_info
+    elif isinstance(exc_info, tuple):
+        error = exc_info[1]
+    elif exc_info:
+        error = sys.exc_info()[1]
+    else:
+        return event
+    if error is None:
+        return event
+    text = "".join(traceback.format_exception(error))
+    chain: list[BaseException] = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    for each in chain:
+        message = str(each)
+        if message:
+            text = text.replace(f": {message}\n", f": {_escape(message, _CONTROL_OR_NEWLINE)}\n")
+    event["exception"] = _escape(text, _CONTROL)
+    return event
 
 
 def get_logger(name: str, **context: Any) -> FilteringBoundLogger:
