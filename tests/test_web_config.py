@@ -400,3 +400,22 @@ async def test_cipher_suites_limit_tls12(pki: PKI) -> None:
         load_web_config(
             write_web_config(pki, tls_block(pki, "  cipher_suites: [TLS_RSA_MADE_UP]\n"))
         )
+
+
+async def test_a_password_past_bcrypts_72_bytes_is_a_plain_401(pki: PKI) -> None:
+    """A password over 72 bytes (bcrypt 5 raises) is refused as any wrong one: 401, headers."""
+    hashed = bcrypt.hashpw(b"short", bcrypt.gensalt(rounds=4)).decode()
+    config = f"basic_auth_users:\n  p: '{hashed}'\nhttp_server_config:\n  headers:\n    X-Mine: y\n"
+    server = await start(write_web_config(pki, config))
+    assert server.url is not None
+    try:
+        async with aiohttp.ClientSession() as session:
+            for user in ("p", "nobody"):
+                token = base64.b64encode(f"{user}:{'x' * 100}".encode()).decode()
+                headers = {"Authorization": f"Basic {token}"}
+                async with session.get(server.url, headers=headers) as response:
+                    assert response.status == 401, user
+                    assert response.headers["Server"] == "bigbrotr"
+                    assert response.headers["X-Mine"] == "y"
+    finally:
+        await server.stop()

@@ -134,11 +134,12 @@ class BasicAuth:
         if credentials is None:
             return False
         user, password = credentials
+        secret = password.encode()
         stored = self._users.get(user)
-        if stored is None:
-            bcrypt.hashpw(password.encode(), self._salt)  # exactly as long as a real check
+        if stored is None or len(secret) > _BCRYPT_MAX_BYTES:  # bcrypt 5 raises past 72
+            bcrypt.hashpw(secret[:_BCRYPT_MAX_BYTES], self._salt)  # as long as a real check
             return False
-        matched = bcrypt.checkpw(password.encode(), stored)
+        matched = bcrypt.checkpw(secret, stored)
         if matched:
             key = self._key(header)
             assert key is not None
@@ -277,6 +278,8 @@ def _configure(context: ssl.SSLContext, path: str, tls: TLSServerConfig) -> None
         raise fail("curve_preferences", "cannot be honoured by Python's ssl module")
 
 
+#: bcrypt reads at most this many bytes of a password; a longer one never matches here.
+_BCRYPT_MAX_BYTES = 72
 _BCRYPT = re.compile(r"\$2[abxy]?\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 
 
