@@ -299,3 +299,34 @@ def test_a_typo_fails_with_metrics_off_too() -> None:
     service.queue.set(1)
     with pytest.raises(AttributeError):
         service.queue.sett(1)
+
+
+class Verbose(BaseService[BaseServiceConfig]):
+    """Makes up huge names: helpers, timed operations and a declared label."""
+
+    SERVICE_NAME = "verbose"
+    files = m.Counter("verbose_files", "Files, by name.", labels=["file"])
+
+    async def run(self) -> None:
+        for number in range(100):
+            huge = f"{number}-" + "x" * 1_000_000
+            self.inc_counter(huge)
+            self.set_gauge(huge, 1)
+            self.files[huge].inc()
+            with self.timed(huge):
+                pass
+
+
+async def test_names_too_long_fold_so_a_scrape_stays_small(bigbrotr: Any) -> None:
+    """100 names of 1 MB each: folded into __overflow__, counted, and the scrape stays small."""
+    harness = bigbrotr(Verbose)
+    assert await harness.run_cycles(1) == [True]
+    async with harness.serve():
+        scraped = await harness.scrape()
+    assert len(scraped.text) < 200_000
+    assert scraped.value("service_counter_total", name="__overflow__") == 100
+    assert scraped.value("verbose_files_total", file="__overflow__") == 100
+    for family in ("service_counter", "service_gauge", "verbose_files",
+                   "service_operation_duration_seconds"):  # fmt: skip
+        labels = {"family": family}
+        assert scraped.value("service_name_overflow_updates_total", **labels) == 100, family

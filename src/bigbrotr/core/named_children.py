@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 __all__ = [
     "AUTOMATIC_NAMES",
+    "MAX_LABEL_VALUE_LENGTH",
     "NOOP",
     "OVERFLOW",
     "Bounded",
@@ -26,6 +27,9 @@ __all__ = [
 
 #: The label value that names (or label sets) past ``metrics.max_names`` fold into.
 OVERFLOW = "__overflow__"
+#: The longest label value a service may make (characters); longer ones fold into
+#: ``__overflow__`` too, so a scrape stays small whatever a bug puts in a name.
+MAX_LABEL_VALUE_LENGTH = 2048
 
 #: The runtime's own names: dashboards and alerts need them, so they are never folded
 #: (``errors_<ExceptionType>`` names are, like any name a service makes up).
@@ -91,13 +95,20 @@ K = TypeVar("K", bound=Hashable)
 ChildT = TypeVar("ChildT")
 
 
+def _too_long(key: object) -> bool:
+    parts = key if isinstance(key, tuple) else (key,)
+    return any(len(part) > MAX_LABEL_VALUE_LENGTH for part in parts if isinstance(part, str))
+
+
 class Bounded(dict[K, ChildT]):
     """Children by key, made on first use, at most ``limit`` of them (0: no limit).
 
-    Past ``limit`` keys, a new key gets the ``overflow`` child (not stored, so
-    memory stays bounded) and ``on_overflow`` is called for every such update;
-    keys in ``exempt`` are always stored. Without ``make`` (metrics off), every
-    key maps to ``NOOP`` and nothing is stored.
+    Past ``limit`` keys, or for a key (a part of one) longer than
+    ``MAX_LABEL_VALUE_LENGTH``, a new key gets the ``overflow`` child (not
+    stored, so memory and scrape size stay bounded) and ``on_overflow`` is
+    called for every such update; keys in ``exempt`` are always stored.
+    Without ``make`` (metrics off), every key maps to ``NOOP`` and nothing is
+    stored.
     """
 
     def __init__(
@@ -118,7 +129,9 @@ class Bounded(dict[K, ChildT]):
     def __missing__(self, key: K) -> ChildT:
         if self._make is None:
             return cast(ChildT, NOOP)
-        if self._limit and len(self) >= self._limit and key not in self._exempt:
+        if key not in self._exempt and (
+            (self._limit and len(self) >= self._limit) or _too_long(key)
+        ):
             if self._on_overflow is not None:
                 self._on_overflow(",".join(key) if isinstance(key, tuple) else str(key))
             return self._overflow

@@ -130,7 +130,7 @@ class ServiceMetrics:
             if folded is None:
                 folded = self._folded[family] = SERVICE_NAME_OVERFLOW.labels(self._service, family)
                 self._log.warning(
-                    "too many metric names, folding new ones into __overflow__",
+                    "too many metric names, or one too long: folding into __overflow__",
                     family=family,
                     max_names=self._limit,
                     first_folded=shortened(name),
