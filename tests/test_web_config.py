@@ -6,6 +6,7 @@ import json
 import socket
 import ssl
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,11 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
 from bigbrotr.cli import main
+from bigbrotr.core import server as server_module
 from bigbrotr.core._tls_sniff import REFUSAL
 from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
-from bigbrotr.core.web_config import load_web_config
+from bigbrotr.core.web_config import WebConfig, load_web_config
 from bigbrotr.core.yaml import ConfigFileError
 from tests.support.pki import PKI, Issued
 
@@ -418,4 +420,49 @@ async def test_a_password_past_bcrypts_72_bytes_is_a_plain_401(pki: PKI) -> None
                     assert response.headers["Server"] == "bigbrotr"
                     assert response.headers["X-Mine"] == "y"
     finally:
+        await server.stop()
+
+
+async def test_the_last_reload_wins_whatever_order_the_reads_finish_in(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow earlier reload finishing last is dropped: a revoked user stays revoked."""
+
+    def users(name: str) -> str:
+        return (
+            f"basic_auth_users:\n  {name}: '{bcrypt.hashpw(b'pw', bcrypt.gensalt(4)).decode()}'\n"
+        )
+
+    path = write_web_config(pki, users("alice"))
+    server = await start(path)
+    assert server.url is not None
+    read_v1, release_v1 = threading.Event(), threading.Event()
+    real = load_web_config
+
+    def held_first(file: str) -> WebConfig:
+        loaded = real(file)
+        if not read_v1.is_set():  # the first reload: its file is read, its end held back
+            read_v1.set()
+            release_v1.wait(10)
+        return loaded
+
+    monkeypatch.setattr(server_module, "load_web_config", held_first)
+    try:
+        path.write_text(users("alice"))  # v1: alice only
+        first = asyncio.create_task(server.reload_web_config())
+        assert await asyncio.to_thread(read_v1.wait, 10)
+        path.write_text(users("bob"))  # v2: alice revoked
+        assert await server.reload_web_config() is True
+        release_v1.set()
+        assert await first is False
+        async with aiohttp.ClientSession() as session:
+            answers = {}
+            for user in ("alice", "bob"):
+                token = base64.b64encode(f"{user}:pw".encode()).decode()
+                headers = {"Authorization": f"Basic {token}"}
+                async with session.get(server.url, headers=headers) as response:
+                    answers[user] = response.status
+        assert answers == {"alice": 401, "bob": 200}
+    finally:
+        release_v1.set()
         await server.stop()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import ssl
 import threading
 from collections.abc import Callable, Coroutine
@@ -71,6 +72,7 @@ class _ServerThread:
         self._config = config
         self._metrics = metrics
         self.web = web
+        self._ticket = 0  # the reload in use (see ``reload``)
         self._site = Site(
             endpoint,
             metrics_path=config.path,
@@ -83,17 +85,26 @@ class _ServerThread:
         self._errors = client_error_log(metrics.client_errors)
         threading.Thread(target=self._main, name="bigbrotr-http", daemon=True).start()
 
-    def reload(self, new: WebConfig) -> Future[None]:
-        """Switch to a re-read web config, on the server's own loop (between handshakes)."""
-        done: Future[None] = Future()
+    def reload(self, new: WebConfig, ticket: int) -> Future[bool]:
+        """Switch to a re-read web config, on the server's own loop (between handshakes).
+
+        Reloads apply in the order their files were read (``ticket``): one read
+        earlier than the config in use is dropped (False), so the last
+        signal's file wins, certificates included, however long each read took.
+        """
+        done: Future[bool] = Future()
 
         def switch() -> None:
+            if ticket < self._ticket:
+                done.set_result(False)
+                return
             try:
                 live = self.web.ssl_context
                 if live is not None:
                     new.rotate_into(live)
                 self.web = replace(new, ssl_context=live)
-                done.set_result(None)
+                self._ticket = ticket
+                done.set_result(True)
             except Exception as exc:  # handed to the caller, which logs it
                 done.set_exception(exc)
 
@@ -234,6 +245,7 @@ class MetricsServer:
         self._registry = registry
         self._health = health
         self._status = status
+        self._reloads = itertools.count(1)  # next() is atomic: any thread may reload
         self._thread: _ServerThread | None = None
         self._endpoint: Endpoint | None = None
         self._port: int | None = None
@@ -319,8 +331,9 @@ class MetricsServer:
         path, thread = self._config.web_config_file, self._thread
         if path is None or thread is None:
             return False
+        ticket = next(self._reloads)  # taken before the read: reads may finish out of order
         try:
-            new = await asyncio.to_thread(load_web_config, path)  # bcrypt, file reads
+            new = await asyncio.to_thread(load_web_config, path)  # file reads
         except (ConfigFileError, OSError) as exc:
             _log.error("web config not reloaded, keeping the running one", reason=str(exc))
             return False
@@ -331,9 +344,12 @@ class MetricsServer:
             )
             return False
         try:
-            await asyncio.wrap_future(thread.reload(new))
+            applied = await asyncio.wrap_future(thread.reload(new, ticket))
         except (ConfigFileError, OSError, ssl.SSLError) as exc:
             _log.error("web config not reloaded, keeping the running one", reason=str(exc))
+            return False
+        if not applied:
+            _log.info("web config reload dropped: a later one is in use", file=path)
             return False
         _log.info("web config reloaded", file=path)
         return True
