@@ -377,3 +377,19 @@ async def test_malformed_requests_are_one_line_a_minute(log_stream: io.StringIO)
     assert len(client_lines) == 1
     assert "exception" not in client_lines[0]
     assert all("Traceback" not in json.dumps(line) for line in lines)
+
+
+async def test_request_bodies_are_never_inflated(http: aiohttp.ClientSession) -> None:
+    """A gzip body is not decoded (no route reads one): even a broken one is just ignored."""
+    server = MetricsServer(MetricsConfig(enabled=True, port=0), _registry_with_gauge())
+    await server.start()
+    assert server.url is not None
+    not_gzip = b"\x1f\x8b" + b"this is not deflate data" * 100
+    try:
+        for method in ("GET", "POST"):
+            async with http.request(
+                method, server.url, data=not_gzip, headers={"Content-Encoding": "gzip"}
+            ) as response:
+                assert response.status == (200 if method == "GET" else 405), method
+    finally:
+        await server.stop()

@@ -170,6 +170,8 @@ class _ServerThread:
             logger=self._errors,
             # Idle connections are ours to close (and count); aiohttp's timer is a backstop.
             keepalive_timeout=config.idle_timeout * 2,
+            # No route reads a body: never inflate one (a gzip bomb costs nothing).
+            auto_decompress=False,
         )
         await runner.setup()
         connections = Connections(config, self._metrics)
