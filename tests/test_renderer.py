@@ -465,3 +465,23 @@ def test_set_function_callbacks_run_outside_render_locks() -> None:
     for thread in threads:
         thread.join(10)
     assert [thread.is_alive() for thread in threads] == [False, False]
+
+
+def test_unencodable_text_from_any_collector_is_escaped_not_raised() -> None:
+    """A lone surrogate in a collector's HELP, name or label is escaped, in both formats."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    class Undecodable:
+        def collect(self) -> Iterator[GaugeMetricFamily]:
+            family = GaugeMetricFamily("odd", "from caf\udce9.csv", labels=["file"])
+            family.add_metric(["caf\udce9"], 1)
+            yield family
+
+    registry = CollectorRegistry()
+    registry.register(Undecodable())
+    for om in (False, True):
+        body = render(registry, openmetrics=om).decode()
+        # the escape is text, so its backslash is escaped as any label's: a parser
+        # reads the value caf\udce9, as from the fast path's single backslash
+        assert 'odd{file="caf\\\\udce9"} 1.0' in body
+        assert "# HELP odd from caf\\\\udce9.csv" in body

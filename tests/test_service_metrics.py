@@ -1,3 +1,4 @@
+import os
 import subprocess
 from typing import Any
 
@@ -330,3 +331,25 @@ async def test_names_too_long_fold_so_a_scrape_stays_small(bigbrotr: Any) -> Non
                    "service_operation_duration_seconds"):  # fmt: skip
         labels = {"family": family}
         assert scraped.value("service_name_overflow_updates_total", **labels) == 100, family
+
+
+class Undecodable(BaseService[BaseServiceConfig]):
+    """Counts a file whose name is not UTF-8 (os.fsdecode gives a lone surrogate)."""
+
+    SERVICE_NAME = "undecodable"
+
+    async def run(self) -> None:
+        self.inc_counter(os.fsdecode(b"file_\xff"))
+
+
+async def test_a_lone_surrogate_in_a_name_is_escaped_not_a_failed_scrape(bigbrotr: Any) -> None:
+    """Both formats answer 200 with the name escaped; the rest of the scrape is intact."""
+    harness = bigbrotr(Undecodable)
+    assert await harness.run_cycles(1) == [True]
+    async with harness.serve():
+        for openmetrics in (False, True):
+            scraped = await harness.scrape(openmetrics=openmetrics)
+            assert scraped.status == 200, scraped.text
+            assert 'name="file_\\udcff"' in scraped.text
+            assert scraped.value("service_counter_total", name="file_\\udcff") == 1
+            assert scraped.value("service_counter_total", name="cycles_success") == 1

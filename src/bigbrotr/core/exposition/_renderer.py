@@ -69,7 +69,44 @@ def _without_created(family: Metric) -> Metric:
     return trimmed
 
 
+def _sendable(text: str) -> str:
+    """``text`` that encodes as UTF-8: a lone surrogate becomes a backslash escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _escaped(family: Metric) -> Metric:
+    """A copy of ``family`` whose names, HELP, labels and exemplars all encode as UTF-8."""
+    copy = Metric(_sendable(family.name), _sendable(family.documentation), family.type)
+    copy.unit = _sendable(family.unit)
+
+    def labels(values: dict[str, str]) -> dict[str, str]:
+        return {_sendable(key): _sendable(value) for key, value in values.items()}
+
+    copy.samples = [
+        sample._replace(
+            name=_sendable(sample.name),
+            labels=labels(sample.labels),
+            exemplar=sample.exemplar
+            and sample.exemplar._replace(labels=labels(sample.exemplar.labels)),
+        )
+        for sample in family.samples
+    ]
+    return copy
+
+
 def _render_generic(families: list[Metric], openmetrics: bool, escaping: str) -> bytes:
+    """prometheus_client's bytes; a text it cannot encode (a lone surrogate) is escaped.
+
+    prometheus_client fails the whole scrape on such a text; here only the
+    unencodable characters change, and only on the render that meets one.
+    """
+    try:
+        return _render_generic_as_is(families, openmetrics, escaping)
+    except UnicodeEncodeError:
+        return _render_generic_as_is([_escaped(f) for f in families], openmetrics, escaping)
+
+
+def _render_generic_as_is(families: list[Metric], openmetrics: bool, escaping: str) -> bytes:
     if openmetrics:
         body: bytes = om_exposition.generate_latest(  # type: ignore[no-untyped-call]
             _Families(families), escaping=escaping
@@ -144,7 +181,8 @@ def _render(
 
     def flush_lines() -> None:
         if lines:
-            chunks.append("".join(lines).encode())
+            # A lone surrogate (a name from os.fsdecode) is escaped, not a failed scrape.
+            chunks.append("".join(lines).encode("utf-8", "backslashreplace"))
             lines.clear()
             _fast_path.let_others_run()
 
