@@ -171,11 +171,14 @@ async def serve_once(service: BaseService[BaseServiceConfig], signals: ShutdownS
                 # when it ended, on the service's clock (as every timestamp it exports)
                 service.set_gauge("last_success_timestamp", service.status().recent[-1].ended_at)
             if gateway is not None:
-                if not succeeded and (
-                    previous := await pushgateway.previous_success(gateway, service.SERVICE_NAME)
-                ):
-                    service.set_gauge("last_success_timestamp", previous)  # the PUT would erase it
-                pushed = await pushgateway.push(gateway)
+                pushed = await pushgateway.push(
+                    gateway,
+                    service=service.SERVICE_NAME,
+                    # a failed run keeps the group's last success: the PUT would erase it
+                    keep_success=None
+                    if succeeded
+                    else lambda at: service.set_gauge("last_success_timestamp", at),
+                )
         code = EXIT_OK if succeeded or signals.received else EXIT_FAILED
         if pushed is False and code == EXIT_OK:
             code = EXIT_FAILED

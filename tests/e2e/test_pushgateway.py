@@ -2,6 +2,7 @@ import http.server
 import socket
 import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -159,3 +160,43 @@ def test_a_failed_push_turns_success_into_exit_1(start_cli: StartCLI) -> None:
         cli.logged("once done")[0] | {"outcome": "success", "pushed": False}
         == cli.logged("once done")[0]
     )
+
+
+class Dripping(http.server.BaseHTTPRequestHandler):
+    """A gateway that answers every request one byte at a time, forever."""
+
+    def drip(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "1000000")
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(b"#")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:  # the client gave up
+            pass
+
+    do_GET = do_PUT = drip
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_dripping_gateway_cannot_hold_the_run_past_its_timeout(start_cli: StartCLI) -> None:
+    """Both requests of the push finish within `timeout`, however slowly the gateway sends."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dripping)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = config(url, "fail")
+        settings["metrics"]["pushgateway"]["timeout"] = 1  # type: ignore[index]
+        cli = start_cli("run", TARGET, "--once", "--log-format", "json", config=settings)
+        assert cli.wait(timeout=15) == 1  # before: held as long as the bytes kept coming
+    finally:
+        server.shutdown()
+        server.server_close()
+    failed = cli.logged("push to the Pushgateway failed")
+    assert failed and failed[0]["reason"] == "took longer than timeout=1s"
+    assert cli.logged("once done")[0]["pushed"] is False
