@@ -91,9 +91,9 @@ async def test_concurrent_scrapes_share_one_collect(
     await asyncio.wait_for(collector.collected.wait(), 5)  # the shared fetch ends
 
 
-def failures(text: str, reason: str) -> float | None:
+def failures(text: str, reason: str, collector: str = "QueueDepth") -> float | None:
     return sample_value(
-        text, "metrics_async_collector_failures_total", collector="QueueDepth", reason=reason
+        text, "metrics_async_collector_failures_total", collector=collector, reason=reason
     )
 
 
@@ -185,3 +185,33 @@ async def test_unregistered_it_is_gone(
     status, text = await scrape(http, server)
     assert status == 200 and "jobs_queue_depth" not in text
     assert collector.calls == 1
+
+
+class BadOutput:
+    """A collector whose families would fail any render: a NaN label value."""
+
+    async def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily("broken_thing", "Broken.", labels=["kind"])
+        family.add_metric([float("nan")], 1)  # type: ignore[list-item]
+        return [family]
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+async def test_bad_output_is_left_out_and_counted_not_a_failed_scrape(
+    served: tuple[CollectorRegistry, MetricsServer],
+    http: aiohttp.ClientSession,
+    log_stream: io.StringIO,
+    openmetrics: bool,
+) -> None:
+    """A family that cannot be rendered is left out as an exception would be: 200, counted."""
+    registry, server = served
+    Gauge("other_value", "The rest of the scrape.", registry=registry).set(1)
+    register_async_collector(BadOutput(), registry)
+    assert server.url is not None
+    accept = "application/openmetrics-text; version=1.0.0" if openmetrics else "text/plain"
+    async with http.get(server.url, headers={"Accept": accept}) as response:
+        status, text = response.status, await response.text()
+    assert status == 200, text
+    assert "broken_thing" not in text and sample_value(text, "other_value") == 1
+    assert failures(text, "invalid", "BadOutput") == 1
+    assert "label names and values must be strings" in log_stream.getvalue()

@@ -66,7 +66,7 @@ class _Proxy:
         self.loop = loop
         self.name = type(collector).__name__
         self._failures = self_metrics.of(registry).async_collectors.failures
-        for reason in ("error", "timeout", "no_loop"):
+        for reason in ("error", "invalid", "timeout", "no_loop"):
             self._failures.labels(self.name, reason)  # exported at 0
         self._families: list[Metric] = []
         self._pending: Future[list[Metric]] | None = None
@@ -97,13 +97,16 @@ class _Proxy:
                     return
                 pending = self._pending = asyncio.run_coroutine_threadsafe(self._fetch(), loop)
         try:
-            self._families = await asyncio.wait_for(
-                asyncio.shield(asyncio.wrap_future(pending)), within
-            )
+            families = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(pending)), within)
         except TimeoutError:
             self._left_out("timeout", f"collect() took longer than {within:g}s")
         except Exception as exc:
             self._left_out("error", f"{type(exc).__name__}: {exc}")
+        else:
+            if (problem := _invalid(families)) is not None:
+                self._left_out("invalid", problem)  # it would fail the whole scrape
+            else:
+                self._families = families
 
     def _left_out(self, reason: str, detail: str) -> None:
         self._families = []
@@ -117,6 +120,31 @@ class _Proxy:
         if isinstance(result, AsyncIterable):  # ``async def collect`` with ``yield``
             return [family async for family in result]
         return list(await result)
+
+
+def _invalid(families: list[Metric]) -> str | None:
+    """What would make rendering these families fail, or None.
+
+    A collector's output joins the render only once it passed: a label value
+    that is not a string (say, NaN) or a value that is not a number would
+    otherwise answer the whole scrape 500.
+    """
+    names = set()
+    for family in families:
+        if not isinstance(family, Metric) or not isinstance(family.name, str):
+            return f"not a metric family: {family!r:.100}"
+        if family.name in names:
+            return f"family {family.name!r} twice"
+        names.add(family.name)
+        for sample in family.samples:
+            labels = sample.labels
+            if not isinstance(labels, dict) or not all(
+                isinstance(key, str) and isinstance(value, str) for key, value in labels.items()
+            ):
+                return f"{sample.name}: label names and values must be strings, not {labels!r:.100}"
+            if isinstance(sample.value, bool) or not isinstance(sample.value, int | float):
+                return f"{sample.name}: value must be a number, not {sample.value!r:.100}"
+    return None
 
 
 _proxies = PerRegistry(lambda registry: list[_Proxy]())
