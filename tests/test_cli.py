@@ -462,3 +462,26 @@ def test_a_factory_that_fails_is_the_services_error_not_a_usage_error(
     """A factory that raises (its database is down) is not reported as the user's mistake."""
     with pytest.raises(RuntimeError, match="database unreachable"):
         run_cli(capsys, "check", f"{greeter_module}:make_broken")
+
+
+@pytest.mark.parametrize(
+    ("web_config", "expected"),
+    [
+        ("{dir}", "{dir}: a directory, not a web config file"),
+        ("/dev/zero", "/dev/zero: over 1024 KiB: not a config file?"),
+        ("cost31.yml", "field 'basic_auth_users.a': bcrypt cost 31 is over 15"),
+    ],
+    ids=["directory", "endless file", "bcrypt cost 31"],
+)
+def test_a_web_config_that_could_hang_or_trace_back_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, web_config: str, expected: str
+) -> None:
+    """A directory, an endless file, a cost that would hang: one line, exit 2, at once."""
+    (tmp_path / "cost31.yml").write_text(f"basic_auth_users:\n  a: '$2b$31${'a' * 53}'\n")
+    config = tmp_path / "svc.yaml"
+    web = web_config.format(dir=tmp_path)
+    config.write_text(f"metrics:\n  enabled: true\n  port: 0\n  web_config_file: {web}\n")
+    code, _, err = run_cli(capsys, "check", "demo", "--config", str(config))
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert expected.format(dir=tmp_path) in err

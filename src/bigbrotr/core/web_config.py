@@ -210,7 +210,10 @@ def load_web_config(path: str | Path) -> WebConfig:
         ConfigFileError: For anything wrong in it, naming the file and the key.
         FileNotFoundError: If the file does not exist.
     """
-    data, lines = load_yaml_with_lines(path)
+    try:
+        data, lines = load_yaml_with_lines(path)
+    except IsADirectoryError:
+        raise ConfigFileError(f"{path}: a directory, not a web config file") from None
     try:
         parsed = WebConfigFile.model_validate(data)
     except ValidationError as exc:
@@ -283,8 +286,19 @@ _BCRYPT_MAX_BYTES = 72
 _BCRYPT = re.compile(r"\$2[abxy]?\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 
 
+#: The highest bcrypt cost accepted: each check doubles per step (cost 15 takes about
+#: 2 s here), and a higher one would make every new client wait, or hang a start.
+MAX_BCRYPT_COST = 15
+
+
 def _basic_auth(path: str | Path, users: dict[str, str]) -> BasicAuth:
     for user, stored in users.items():
+        where = f"{path}: field 'basic_auth_users.{user}'"
         if not _BCRYPT.fullmatch(stored):
-            raise ConfigFileError(f"{path}: field 'basic_auth_users.{user}': not a bcrypt hash")
+            raise ConfigFileError(f"{where}: not a bcrypt hash")
+        if (cost := int(stored.split("$")[2])) > MAX_BCRYPT_COST:
+            raise ConfigFileError(
+                f"{where}: bcrypt cost {cost} is over {MAX_BCRYPT_COST} "
+                "(each check would take minutes or more); hash it again with a lower cost"
+            )
     return BasicAuth({user: stored.encode() for user, stored in users.items()})

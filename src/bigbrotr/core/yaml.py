@@ -196,6 +196,10 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return load_yaml_with_lines(path)[0]
 
 
+#: The largest configuration file read; configurations are a few kilobytes.
+MAX_FILE_BYTES = 1024 * 1024
+
+
 def load_yaml_with_lines(path: str | os.PathLike[str]) -> tuple[dict[str, Any], KeyLines]:
     """``load_yaml``, and the line each key was written on.
 
@@ -210,8 +214,12 @@ def load_yaml_with_lines(path: str | os.PathLike[str]) -> tuple[dict[str, Any], 
         FileNotFoundError, ConfigFileError, OSError: As ``load_yaml``.
     """
     file = Path(path)
+    with file.open("rb") as stream:  # bounded: /dev/zero or a log named by mistake
+        raw = stream.read(MAX_FILE_BYTES + 1)
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigFileError(f"{file}: over {MAX_FILE_BYTES // 1024} KiB: not a config file?")
     try:
-        text = file.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigFileError(
             f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})"
