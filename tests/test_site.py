@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from bigbrotr.core.exposition import Access, Endpoint, Request, Site
+from bigbrotr.core.exposition import MAX_PENDING_CHECKS, Access, Endpoint, Request, Site
 from bigbrotr.core.health import HealthSnapshot
 from bigbrotr.core.status import StatusSnapshot
 
@@ -127,3 +128,32 @@ async def test_metrics_served_at_the_root_come_before_the_status_page(
     root = await routes.respond(Request("GET", "/"))
     endpoint.close()
     assert b"temperature 21.0" in root.body
+
+
+class Gated(Password):
+    """A slow password check: each waits until the test opens the gate."""
+
+    def __init__(self, good: str) -> None:
+        super().__init__(good)
+        self.gate = threading.Event()
+
+    def check(self, header: str | None) -> bool:
+        self.gate.wait(10)
+        return super().check(header)
+
+
+async def test_password_checks_pending_are_bounded_and_past_it_answer_503(
+    endpoint: Endpoint, healthy: HealthSnapshot
+) -> None:
+    """A flood of checks: MAX_PENDING_CHECKS run or wait, the next gets 503 at once."""
+    password = Gated("Basic good")
+    routes = site(endpoint, healthy, auth=password, headers={"X-Mine": "1"})
+    wrong = Request("GET", "/metrics", [("Authorization", "Basic wrong")])
+    flood = [asyncio.create_task(routes.respond(wrong)) for _ in range(MAX_PENDING_CHECKS)]
+    await asyncio.sleep(0)  # each task takes its place, then waits for its check
+    over = await routes.respond(Request("GET", "/metrics", [("Authorization", "Basic good")]))
+    assert (over.status, over.headers["Retry-After"], over.headers["X-Mine"]) == (503, "1", "1")
+    password.gate.set()
+    assert {answer.status for answer in await asyncio.gather(*flood)} == {401}
+    valid = await routes.respond(Request("GET", "/metrics", [("Authorization", "Basic good")]))
+    assert valid.status == 200  # once the flood is answered, a check runs again

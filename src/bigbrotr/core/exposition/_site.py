@@ -23,7 +23,7 @@ from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.status import CONTENT_SECURITY_POLICY, StatusSnapshot, as_json, page
 
-__all__ = ["Access", "Authenticator", "Site"]
+__all__ = ["MAX_PENDING_CHECKS", "Access", "Authenticator", "Site"]
 
 _log = get_logger(__name__)
 
@@ -39,6 +39,8 @@ _READS = ("GET", "HEAD")
 #: The status page for people, and the same state for machines.
 _STATUS_PAGE, _STATUS_JSON = "/", "/status.json"
 _TEXT = "text/plain; charset=utf-8"
+#: Password checks (bcrypt) running or waiting at once; more are answered 503.
+MAX_PENDING_CHECKS = 8
 
 
 class Authenticator(Protocol):
@@ -108,6 +110,7 @@ class Site:
         self._health = health
         self._status = status
         self._access = access
+        self._pending_checks = 0  # read and written on the adapter's loop only
 
     async def respond(self, request: Request) -> Response:
         """The whole answer to ``request``, headers included; HEAD gets no body."""
@@ -115,7 +118,16 @@ class Site:
 
     async def _respond(self, request: Request) -> Response:
         access = self._access()  # once per request: a reload swaps it
-        if not await self._allowed(request, access):
+        allowed = await self._allowed(request, access)
+        if allowed is None:
+            return _text(
+                503,
+                "too many password checks pending; try again\n",
+                **access.headers,
+                **{"Retry-After": "1"},
+                **self._server,
+            )
+        if not allowed:
             return _text(
                 401,
                 "unauthorized\n",
@@ -136,15 +148,27 @@ class Site:
         headers = {**response.headers, **access.headers, **self._server}
         return Response(response.status, headers, response.body)
 
-    async def _allowed(self, request: Request, access: Access) -> bool:
+    async def _allowed(self, request: Request, access: Access) -> bool | None:
+        """Whether the request may be answered; None when too many checks are pending.
+
+        A check not remembered runs bcrypt (in a thread, never on the loop). At
+        most ``MAX_PENDING_CHECKS`` run or wait at once: a flood of wrong
+        passwords is answered 503 at once instead of queueing CPU-bound work
+        without bound, and a valid client's first check waits behind a few at most.
+        """
         auth = access.auth
         if auth is None or request.route in access.unprotected_paths:
             return True
         given = request.header("Authorization")
         if auth.cached(given):
             return True
-        # bcrypt: never on the event loop
-        return await asyncio.get_running_loop().run_in_executor(None, auth.check, given)
+        if self._pending_checks >= MAX_PENDING_CHECKS:
+            return None
+        self._pending_checks += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, auth.check, given)
+        finally:
+            self._pending_checks -= 1
 
     def _own_page(self, request: Request) -> Response | None:
         """Health and status answers, or None for the metrics endpoint to answer."""
