@@ -67,10 +67,10 @@ async def scrape(http: aiohttp.ClientSession, server: MetricsServer) -> tuple[in
 async def test_collect_is_awaited_on_the_service_loop_before_each_scrape(
     served: tuple[CollectorRegistry, MetricsServer], http: aiohttp.ClientSession
 ) -> None:
-    """Each scrape fetches anew, on the loop that registered the collector (not the server's)."""
+    """With no reuse interval, each scrape fetches anew, on the loop that registered it."""
     registry, server = served
     collector = QueueDepth()
-    register_async_collector(collector, registry)
+    register_async_collector(collector, registry, min_interval=0)
     first, second = await scrape(http, server), await scrape(http, server)
     assert sample_value(first[1], "jobs_queue_depth") == 1
     assert sample_value(second[1], "jobs_queue_depth") == 2
@@ -215,3 +215,49 @@ async def test_bad_output_is_left_out_and_counted_not_a_failed_scrape(
     assert "broken_thing" not in text and sample_value(text, "other_value") == 1
     assert failures(text, "invalid", "BadOutput") == 1
     assert "label names and values must be strings" in log_stream.getvalue()
+
+
+async def test_scrapes_within_the_interval_reuse_one_fetch(
+    served: tuple[CollectorRegistry, MetricsServer], http: aiohttp.ClientSession
+) -> None:
+    """A scrape storm costs the service's loop one collect() per min_interval at most."""
+    registry, server = served
+    collector = QueueDepth()
+    register_async_collector(collector, registry, min_interval=60)
+    answers = [await scrape(http, server) for _ in range(5)]
+    assert [sample_value(text, "jobs_queue_depth") for _, text in answers] == [1] * 5
+    assert collector.calls == 1
+
+
+async def test_a_late_result_is_served_by_the_next_scrape(
+    served: tuple[CollectorRegistry, MetricsServer], http: aiohttp.ClientSession
+) -> None:
+    """A collect() that outlives its scrape is kept: the next scrape shows it, no new call."""
+    registry, server = served
+    collector = QueueDepth(hung=True)
+    register_async_collector(collector, registry, min_interval=0)
+    _, late = await scrape(http, server)
+    assert "jobs_queue_depth" not in late and failures(late, "timeout") == 1
+    collector.gate.set()
+    await asyncio.wait_for(collector.collected.wait(), 5)
+    _, kept = await scrape(http, server)
+    assert sample_value(kept, "jobs_queue_depth") == 1
+    assert collector.calls == 1
+
+
+async def test_a_name_filter_that_leaves_it_out_does_not_fetch(
+    served: tuple[CollectorRegistry, MetricsServer], http: aiohttp.ClientSession
+) -> None:
+    """name[] scrapes of other families skip the collector once its families are known."""
+    registry, server = served
+    Gauge("other_value", "The rest.", registry=registry).set(1)
+    collector = QueueDepth()
+    register_async_collector(collector, registry, min_interval=0)
+    await scrape(http, server)
+    assert server.url is not None
+    for _ in range(3):
+        async with http.get(server.url, params={"name[]": "other_value"}) as response:
+            assert sample_value(await response.text(), "other_value") == 1
+    assert collector.calls == 1
+    async with http.get(server.url, params={"name[]": "jobs_queue_depth"}) as response:
+        assert sample_value(await response.text(), "jobs_queue_depth") == 2

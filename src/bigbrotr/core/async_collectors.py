@@ -8,16 +8,18 @@ endpoint calls ``refresh``, which runs every ``collect()`` on the event loop
 the collector belongs to (the service's), within half the render timeout; the
 proxy then hands the families fetched to the render, off the loop, with the
 rest. At most one ``collect()`` per collector is in flight: concurrent
-scrapes wait for the same one. One that fails or is late (the service's loop
-blocked, a broker hanging) is left out of that scrape and counted; the rest
-of the scrape, the loop's lag included, is still served.
+scrapes wait for the same one, and scrapes within ``min_interval`` of it reuse
+it. One that fails or is late (the service's loop blocked, a broker hanging)
+is left out of that scrape and counted; the rest of the scrape, the loop's lag
+included, is still served, and a late result is kept for the next scrape.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterable, Awaitable, Iterable
+import time
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from concurrent.futures import Future
 from typing import Protocol
 
@@ -54,21 +56,33 @@ _LOG_EVERY = 60.0
 
 
 class _Proxy:
-    """Stands in the registry for one async collector, holding what it last fetched."""
+    """Stands in the registry for one async collector, holding what it last fetched.
+
+    A fetch's result is kept when it arrives, even after the scrape that asked
+    gave up waiting: the next scrape serves it (a slow collector is shown, one
+    scrape late, rather than never). A result is reused for ``min_interval``
+    seconds, so a scrape storm costs the service's loop one ``collect()`` per
+    interval at most.
+    """
 
     def __init__(
         self,
         collector: AsyncCollector,
         loop: asyncio.AbstractEventLoop | None,
         registry: CollectorRegistry,
+        min_interval: float,
     ) -> None:
         self.collector = collector
         self.loop = loop
         self.name = type(collector).__name__
+        self._min_interval = min_interval
         self._failures = self_metrics.of(registry).async_collectors.failures
         for reason in ("error", "invalid", "timeout", "no_loop"):
             self._failures.labels(self.name, reason)  # exported at 0
+        #: What the render hands on: this scrape's families (or none, left out).
         self._families: list[Metric] = []
+        #: The last valid result: families, when fetched (monotonic), served yet.
+        self._kept: tuple[list[Metric], float, bool] | None = None
         self._pending: Future[list[Metric]] | None = None
         self._lock = threading.Lock()
         self._log_throttle = Throttle(every=_LOG_EVERY)
@@ -81,13 +95,20 @@ class _Proxy:
         """The families the last refresh fetched (the render thread calls this)."""
         return self._families
 
-    async def refresh(self, within: float) -> None:
-        """Run ``collect()`` on the collector's loop, waiting ``within`` seconds at most.
+    def excluded_by(self, wanted: Callable[[str, str], bool]) -> bool:
+        """Whether a scrape's ``name[]`` filter leaves out every family it last returned."""
+        kept = self._kept
+        return kept is not None and not any(wanted(f.name, f.type) for f in kept[0])
 
-        One run is shared by concurrent callers, and one that outlives a scrape is
-        left to finish for the next. A run that fails or is late leaves this
-        collector's families out of the scrape; the rest is served.
+    async def refresh(self, within: float) -> None:
+        """Make this scrape's families ready: kept, or fetched within ``within`` seconds.
+
+        At most one ``collect()`` is in flight; concurrent scrapes wait for the
+        same one. A fetch that fails, is late or returns what cannot be
+        rendered leaves this collector out of the scrape; the rest is served.
         """
+        if self._serve_kept():
+            return
         with self._lock:
             pending = self._pending
             if pending is None or pending.done():
@@ -96,10 +117,11 @@ class _Proxy:
                     self._left_out("no_loop", "no event loop to run it on (start the service)")
                     return
                 pending = self._pending = asyncio.run_coroutine_threadsafe(self._fetch(), loop)
+                pending.add_done_callback(self._keep)
         try:
             families = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(pending)), within)
         except TimeoutError:
-            self._left_out("timeout", f"collect() took longer than {within:g}s")
+            self._left_out("timeout", f"collect() took longer than {within:g}s (kept for next)")
         except Exception as exc:
             self._left_out("error", f"{type(exc).__name__}: {exc}")
         else:
@@ -107,6 +129,27 @@ class _Proxy:
                 self._left_out("invalid", problem)  # it would fail the whole scrape
             else:
                 self._families = families
+                self._serve_kept()  # marks this result served
+
+    def _serve_kept(self) -> bool:
+        """Serve the kept result if it is fresh, or not served yet (a late one)."""
+        kept = self._kept
+        if kept is None:
+            return False
+        families, fetched_at, served = kept
+        if served and time.monotonic() - fetched_at >= self._min_interval:
+            return False
+        self._families = families
+        self._kept = (families, fetched_at, True)
+        return True
+
+    def _keep(self, done: Future[list[Metric]]) -> None:
+        """Keep a fetch's valid result when it arrives (the scrape may have given up)."""
+        if done.cancelled() or done.exception() is not None:
+            return
+        families = done.result()
+        if _invalid(families) is None:
+            self._kept = (families, time.monotonic(), False)
 
     def _left_out(self, reason: str, detail: str) -> None:
         self._families = []
@@ -159,16 +202,22 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 def register_async_collector(
-    collector: AsyncCollector, registry: CollectorRegistry = REGISTRY
+    collector: AsyncCollector,
+    registry: CollectorRegistry = REGISTRY,
+    *,
+    min_interval: float = 1.0,
 ) -> None:
     """Expose a collector whose ``collect()`` is a coroutine.
 
     Its ``collect()`` is awaited on this event loop (the one running now, or,
     registered before any runs, the loop of the first service started) before
-    each scrape of ``registry``, within half the scrape's render timeout. A
-    ``collect()`` that raises or is late leaves its families out of that scrape,
-    counted in ``metrics_async_collector_failures_total{collector, reason}``
-    and logged; the rest of the scrape is served.
+    a scrape of ``registry``, within half the scrape's render timeout; scrapes
+    within ``min_interval`` seconds of a fetch reuse it, and a scrape whose
+    ``name[]`` leaves out every family it returned does not fetch. A
+    ``collect()`` that raises, is late or returns what cannot be rendered
+    leaves its families out of that scrape, counted in
+    ``metrics_async_collector_failures_total{collector, reason}`` and logged;
+    the rest of the scrape is served, and a late result is served by the next.
 
     Raises:
         ValueError: If this collector is registered already.
@@ -184,7 +233,7 @@ def register_async_collector(
     with _lock:
         if any(proxy.collector is collector for proxy in _proxies(registry)):
             raise ValueError(f"async collector {type(collector).__name__} is already registered")
-        proxy = _Proxy(collector, _running_loop(), registry)
+        proxy = _Proxy(collector, _running_loop(), registry, min_interval)
         registry.register(proxy)
         _proxies(registry).append(proxy)
 
@@ -215,14 +264,22 @@ def adopt_loop(loop: asyncio.AbstractEventLoop) -> None:
                     proxy.loop = loop
 
 
-async def refresh(registry: CollectorRegistry, within: float) -> None:
-    """Fetch every async collector of ``registry`` now, concurrently, in ``within`` seconds.
+async def refresh(
+    registry: CollectorRegistry,
+    within: float,
+    wanted: Callable[[str, str], bool] | None = None,
+) -> None:
+    """Ready every async collector of ``registry`` for a render, concurrently, in ``within`` s.
 
     One that raises, is late or has no loop is left out of this scrape, counted in
     ``metrics_async_collector_failures_total{collector, reason}`` and logged (once a
     minute): the rest of the scrape is served, as exporters do with a failed probe.
+    ``wanted(name, type)`` (a ``name[]`` filter) skips collectors whose last
+    families it leaves out.
     """
     with _lock:
-        proxies = list(_proxies(registry))
+        proxies = [
+            proxy for proxy in _proxies(registry) if wanted is None or not proxy.excluded_by(wanted)
+        ]
     if proxies:
         await asyncio.gather(*(proxy.refresh(within) for proxy in proxies))

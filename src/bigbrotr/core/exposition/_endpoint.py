@@ -11,6 +11,7 @@ Async collectors are fetched on their own loop first, within half that timeout.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 from prometheus_client import REGISTRY
 from prometheus_client.registry import CollectorRegistry
@@ -33,9 +34,16 @@ from bigbrotr.core.exposition._http import (
     too_many_in_flight,
     too_many_renders,
 )
+from bigbrotr.core.exposition._renderer import family_names
 from bigbrotr.core.logger import Throttle, get_logger
 
 __all__ = ["Endpoint"]
+
+
+def _answers_to(names: frozenset[str], name: str, kind: str) -> bool:
+    """Whether a family of ``name`` and ``kind`` answers to one of ``names`` (``name[]``)."""
+    return not names.isdisjoint(family_names(name, kind))
+
 
 _log = get_logger(__name__)
 _MAX_REMEMBERED_ERRORS = 100
@@ -89,8 +97,11 @@ class Endpoint:
         self._metrics.in_flight.inc()
         try:
             async with asyncio.timeout(self._timeout):
-                # Async collectors first, on their own loop, with half the time at most.
-                await refresh(self._registry, self._timeout / 2)
+                # Async collectors first, on their own loop, with half the time at most;
+                # a name[] scrape skips those whose families it leaves out.
+                names = scrape.key.names
+                wanted = None if names is None else partial(_answers_to, names)
+                await refresh(self._registry, self._timeout / 2, wanted)
                 rendered = await self._shared().get(scrape.key, scrape.gzip)
         except TimeoutError:
             return self._counted(timed_out(self._timeout))
