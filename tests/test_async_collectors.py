@@ -1,5 +1,6 @@
 import asyncio
 import io
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterable
 
@@ -261,3 +262,35 @@ async def test_a_name_filter_that_leaves_it_out_does_not_fetch(
     assert collector.calls == 1
     async with http.get(server.url, params={"name[]": "jobs_queue_depth"}) as response:
         assert sample_value(await response.text(), "jobs_queue_depth") == 2
+
+
+class Impostor:
+    """Returns a family named like one the service runtime already serves."""
+
+    async def collect(self) -> Iterable[Metric]:
+        return [
+            GaugeMetricFamily("taken_value", "A second family of this name.", value=7),
+            GaugeMetricFamily("own_value", "Its own.", value=3),
+        ]
+
+
+async def test_a_family_whose_name_is_taken_is_left_out_and_counted(
+    served: tuple[CollectorRegistry, MetricsServer],
+    http: aiohttp.ClientSession,
+    log_stream: io.StringIO,
+) -> None:
+    """Two families of one name would be invalid: the async one is left out, counted."""
+    registry, server = served
+    Gauge("taken_value", "The first.", registry=registry).set(1)
+    register_async_collector(Impostor(), registry)
+    status, text = await scrape(http, server)
+    assert status == 200
+    assert text.count("# TYPE taken_value gauge") == 1
+    assert sample_value(text, "taken_value") == 1 and sample_value(text, "own_value") == 3
+    assert failures(text, "clash", "Impostor") == 1
+    assert "another collector has taken_value" in log_stream.getvalue()
+    command = ["promtool", "check", "metrics"]
+    checked = await asyncio.to_thread(
+        subprocess.run, command, input=text, capture_output=True, text=True
+    )
+    assert "second HELP" not in checked.stdout + checked.stderr

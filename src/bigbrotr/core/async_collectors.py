@@ -77,7 +77,7 @@ class _Proxy:
         self.name = type(collector).__name__
         self._min_interval = min_interval
         self._failures = self_metrics.of(registry).async_collectors.failures
-        for reason in ("error", "invalid", "timeout", "no_loop"):
+        for reason in ("error", "invalid", "clash", "timeout", "no_loop"):
             self._failures.labels(self.name, reason)  # exported at 0
         #: What the render hands on: this scrape's families (or none, left out).
         self._families: list[Metric] = []
@@ -100,13 +100,24 @@ class _Proxy:
         kept = self._kept
         return kept is not None and not any(wanted(f.name, f.type) for f in kept[0])
 
-    async def refresh(self, within: float) -> None:
+    async def refresh(self, within: float, taken: Callable[[str, str], bool] | None) -> None:
         """Make this scrape's families ready: kept, or fetched within ``within`` seconds.
 
         At most one ``collect()`` is in flight; concurrent scrapes wait for the
         same one. A fetch that fails, is late or returns what cannot be
         rendered leaves this collector out of the scrape; the rest is served.
+        A family whose name another collector has (``taken``) is left out.
         """
+        await self._ready(within)
+        if taken is None:
+            return
+        families = self._families
+        self._families = [family for family in families if not taken(family.name, family.type)]
+        if len(self._families) < len(families):
+            names = sorted({f.name for f in families} - {f.name for f in self._families})
+            self._left_out("clash", f"another collector has {', '.join(names)}", keep=True)
+
+    async def _ready(self, within: float) -> None:
         if self._serve_kept():
             return
         with self._lock:
@@ -151,8 +162,9 @@ class _Proxy:
         if _invalid(families) is None:
             self._kept = (families, time.monotonic(), False)
 
-    def _left_out(self, reason: str, detail: str) -> None:
-        self._families = []
+    def _left_out(self, reason: str, detail: str, *, keep: bool = False) -> None:
+        if not keep:  # the whole collector is left out, not just some families
+            self._families = []
         self._failures.labels(self.name, reason).inc()
         if self._log_throttle.note().log:
             _log.warning("async collector left out of the scrape", collector=self.name,
@@ -268,6 +280,7 @@ async def refresh(
     registry: CollectorRegistry,
     within: float,
     wanted: Callable[[str, str], bool] | None = None,
+    taken: Callable[[str, str], bool] | None = None,
 ) -> None:
     """Ready every async collector of ``registry`` for a render, concurrently, in ``within`` s.
 
@@ -275,11 +288,12 @@ async def refresh(
     ``metrics_async_collector_failures_total{collector, reason}`` and logged (once a
     minute): the rest of the scrape is served, as exporters do with a failed probe.
     ``wanted(name, type)`` (a ``name[]`` filter) skips collectors whose last
-    families it leaves out.
+    families it leaves out; a family for which ``taken(name, type)`` (another
+    collector's name) is left out, counted as ``reason="clash"``.
     """
     with _lock:
         proxies = [
             proxy for proxy in _proxies(registry) if wanted is None or not proxy.excluded_by(wanted)
         ]
     if proxies:
-        await asyncio.gather(*(proxy.refresh(within) for proxy in proxies))
+        await asyncio.gather(*(proxy.refresh(within, taken) for proxy in proxies))

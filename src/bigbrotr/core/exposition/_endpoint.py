@@ -19,6 +19,7 @@ from prometheus_client.registry import CollectorRegistry
 from bigbrotr.core import self_metrics
 from bigbrotr.core.async_collectors import refresh
 from bigbrotr.core.exposition._coalescer import Coalescer, DaemonThreadExecutor, TooManyKeys
+from bigbrotr.core.exposition._fast_path import registered_names
 from bigbrotr.core.exposition._http import (
     Rendered,
     RenderKey,
@@ -101,7 +102,8 @@ class Endpoint:
                 # a name[] scrape skips those whose families it leaves out.
                 names = scrape.key.names
                 wanted = None if names is None else partial(_answers_to, names)
-                await refresh(self._registry, self._timeout / 2, wanted)
+                taken = partial(_answers_to, registered_names(self._registry))
+                await refresh(self._registry, self._timeout / 2, wanted, taken)
                 rendered = await self._shared().get(scrape.key, scrape.gzip)
         except TimeoutError:
             return self._counted(timed_out(self._timeout))

@@ -93,6 +93,19 @@ def supported() -> bool:
     return client_values.ValueClass is client_values.MutexValue
 
 
+def registered_names(registry: Collector) -> frozenset[str]:
+    """The sample names a plain registry's collectors declared (empty when unknown).
+
+    An async collector's family that takes one of them would make the
+    exposition invalid (two families of one name): it is left out instead.
+    """
+    names = getattr(registry, "_names_to_collectors", None)  # absent: nothing known
+    if not isinstance(registry, CollectorRegistry) or not isinstance(names, dict):
+        return frozenset()
+    with registry._lock:
+        return frozenset(names)
+
+
 def collectors_of(registry: Collector) -> tuple[list[Any], dict[str, str] | None] | None:
     """A plain registry's collectors in registration order and its target_info labels.
 
