@@ -133,7 +133,7 @@ class ServiceMetrics:
                     "too many metric names, or one too long: folding into __overflow__",
                     family=family,
                     max_names=self._limit,
-                    first_folded=shortened(name),
+                    first_folded=shortened(name[:200]),  # a name may be a whole payload
                 )
             folded.inc()
 
