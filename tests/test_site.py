@@ -10,7 +10,14 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
-from bigbrotr.core.exposition import MAX_PENDING_CHECKS, Access, Endpoint, Request, Site
+from bigbrotr.core.exposition import (
+    MAX_PENDING_CHECKS,
+    MAX_PENDING_CHECKS_PER_CLIENT,
+    Access,
+    Endpoint,
+    Request,
+    Site,
+)
 from bigbrotr.core.health import HealthSnapshot
 from bigbrotr.core.status import StatusSnapshot
 
@@ -22,8 +29,8 @@ class Password:
         self.good = good
         self.checked_on: list[str] = []
 
-    def cached(self, header: str | None) -> bool:
-        return False
+    def known(self, header: str | None) -> bool | None:
+        return None
 
     def check(self, header: str | None) -> bool:
         self.checked_on.append(threading.current_thread().name)
@@ -145,15 +152,55 @@ class Gated(Password):
 async def test_password_checks_pending_are_bounded_and_past_it_answer_503(
     endpoint: Endpoint, healthy: HealthSnapshot
 ) -> None:
-    """A flood of checks: MAX_PENDING_CHECKS run or wait, the next gets 503 at once."""
+    """A flood of checks: a few per client and MAX_PENDING_CHECKS in all; past it, 503."""
     password = Gated("Basic good")
     routes = site(endpoint, healthy, auth=password, headers={"X-Mine": "1"})
-    wrong = Request("GET", "/metrics", [("Authorization", "Basic wrong")])
-    flood = [asyncio.create_task(routes.respond(wrong)) for _ in range(MAX_PENDING_CHECKS)]
+
+    def wrong(client: str) -> Request:
+        return Request("GET", "/metrics", [("Authorization", f"Basic {client}")], client=client)
+
+    per, clients = (
+        MAX_PENDING_CHECKS_PER_CLIENT,
+        MAX_PENDING_CHECKS // MAX_PENDING_CHECKS_PER_CLIENT,
+    )
+    flood = [
+        asyncio.create_task(routes.respond(wrong(f"10.0.0.{n}")))
+        for n in range(clients)
+        for _ in range(per)
+    ]
     await asyncio.sleep(0)  # each task takes its place, then waits for its check
-    over = await routes.respond(Request("GET", "/metrics", [("Authorization", "Basic good")]))
-    assert (over.status, over.headers["Retry-After"], over.headers["X-Mine"]) == (503, "1", "1")
+    for client in ("10.0.0.0", "10.0.0.99"):  # one more from a flooding client; a new one
+        over = await routes.respond(wrong(client))
+        assert (over.status, over.headers["Retry-After"], over.headers["X-Mine"]) == (503, "1", "1")
     password.gate.set()
     assert {answer.status for answer in await asyncio.gather(*flood)} == {401}
-    valid = await routes.respond(Request("GET", "/metrics", [("Authorization", "Basic good")]))
-    assert valid.status == 200  # once the flood is answered, a check runs again
+    valid = Request("GET", "/metrics", [("Authorization", "Basic good")], client="10.0.0.99")
+    assert (await routes.respond(valid)).status == 200  # once answered, checks run again
+
+
+async def test_a_flooding_client_cannot_take_every_place_from_another(
+    endpoint: Endpoint, healthy: HealthSnapshot
+) -> None:
+    """One address sending wrong passwords fills its own places only; another still gets in."""
+    password = Gated("Basic good")
+    routes = site(endpoint, healthy, auth=password)
+    attacker = [
+        asyncio.create_task(
+            routes.respond(
+                Request("GET", "/metrics", [("Authorization", f"Basic {n}")], client="10.6.6.6")
+            )
+        )
+        for n in range(MAX_PENDING_CHECKS)
+    ]
+    await asyncio.sleep(0)
+    valid = asyncio.create_task(
+        routes.respond(
+            Request("GET", "/metrics", [("Authorization", "Basic good")], client="10.0.0.1")
+        )
+    )
+    await asyncio.sleep(0)
+    password.gate.set()
+    statuses = [answer.status for answer in await asyncio.gather(*attacker)]
+    assert statuses.count(401) == MAX_PENDING_CHECKS_PER_CLIENT
+    assert statuses.count(503) == MAX_PENDING_CHECKS - MAX_PENDING_CHECKS_PER_CLIENT
+    assert (await valid).status == 200

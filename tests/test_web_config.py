@@ -475,3 +475,24 @@ async def test_the_last_reload_wins_whatever_order_the_reads_finish_in(
     finally:
         release_v1.set()
         await server.stop()
+
+
+def test_failed_credentials_are_remembered_so_a_repeating_flood_costs_one_check(
+    pki: PKI,
+) -> None:
+    """A failed check is remembered (known user or not); other credentials are not."""
+    hashed = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=4)).decode()
+    auth = load_web_config(write_web_config(pki, f"basic_auth_users:\n  p: '{hashed}'\n")).auth
+    assert auth is not None
+
+    def header(user: str, password: str) -> str:
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    for user in ("p", "nobody"):
+        wrong = header(user, "wrong")
+        assert auth.known(wrong) is None
+        assert auth.check(wrong) is False
+        assert auth.known(wrong) is False  # the next identical try needs no bcrypt
+        assert auth.known(header(user, "other")) is None
+    assert auth.check(header("p", "right")) is True
+    assert auth.known(header("p", "right")) is True

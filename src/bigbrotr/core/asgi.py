@@ -188,8 +188,14 @@ def _request(scope: Scope) -> Request:
         (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
     )
     query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    client = scope.get("client") or ("",)
     return Request(
-        scope["method"], scope["path"], headers, tuple(query), scope.get("root_path", "")
+        scope["method"],
+        scope["path"],
+        headers,
+        tuple(query),
+        scope.get("root_path", ""),
+        str(client[0]),
     )
 
 

@@ -153,6 +153,7 @@ class _ServerThread:
                     request.path,
                     tuple(request.headers.items()),
                     tuple(request.query.items()),
+                    client=request.remote or "",
                 )
             )
             return web.Response(

@@ -106,7 +106,9 @@ class BasicAuth:
     as the real ones, so timing says nothing about which names exist. A
     successful check is remembered under a keyed digest of (user, password,
     stored hash): a changed hash, or another password, never matches the
-    memory, and the password itself is never kept. Building one runs no bcrypt
+    memory, and the password itself is never kept. A failed check is remembered
+    the same way, so a flood repeating wrong credentials costs one bcrypt, not
+    one per request. Building one runs no bcrypt
     (an unknown user's password is hashed with a salt of the real cost, made
     here without hashing), so a web config can be loaded anywhere.
     """
@@ -117,16 +119,27 @@ class BasicAuth:
         self._salt = bcrypt.gensalt(rounds=cost)
         self._secret = secrets.token_bytes(32)
         self._cache: OrderedDict[bytes, None] = OrderedDict()
+        self._refused: OrderedDict[bytes, None] = OrderedDict()
         self._lock = threading.Lock()
+
+    def known(self, header: str | None) -> bool | None:
+        """Whether ``header`` passed (True) or failed (False) before; None if not checked yet.
+
+        Cheap: call it anywhere, even on a loop.
+        """
+        key = self._key(header)
+        if key is None:
+            return None
+        with self._lock:
+            for memory, verdict in ((self._cache, True), (self._refused, False)):
+                if key in memory:
+                    memory.move_to_end(key)
+                    return verdict
+        return None
 
     def cached(self, header: str | None) -> bool:
         """Whether ``header`` already passed (cheap: call it anywhere, even on a loop)."""
-        key = self._key(header)
-        with self._lock:
-            if key is not None and key in self._cache:
-                self._cache.move_to_end(key)
-                return True
-        return False
+        return self.known(header) is True
 
     def check(self, header: str | None) -> bool:
         """Whether ``header`` carries a known user and their password (runs bcrypt: blocking)."""
@@ -138,23 +151,25 @@ class BasicAuth:
         stored = self._users.get(user)
         if stored is None or len(secret) > _BCRYPT_MAX_BYTES:  # bcrypt 5 raises past 72
             bcrypt.hashpw(secret[:_BCRYPT_MAX_BYTES], self._salt)  # as long as a real check
-            return False
-        matched = bcrypt.checkpw(secret, stored)
-        if matched:
-            key = self._key(header)
-            assert key is not None
-            with self._lock:
-                self._cache[key] = None
-                while len(self._cache) > _CACHE_SIZE:
-                    self._cache.popitem(last=False)
+            matched = False
+        else:
+            matched = bcrypt.checkpw(secret, stored)
+        key = self._key(header)
+        assert key is not None
+        memory = self._cache if matched else self._refused
+        with self._lock:
+            memory[key] = None
+            while len(memory) > _CACHE_SIZE:
+                memory.popitem(last=False)
         return matched
 
     def _key(self, header: str | None) -> bytes | None:
         credentials = _credentials(header)
-        if credentials is None or credentials[0] not in self._users:
+        if credentials is None:
             return None
         user, password = credentials
-        material = b"\0".join((user.encode(), password.encode(), self._users[user]))
+        stored = self._users.get(user, b"")  # an unknown user's failures are remembered too
+        material = b"\0".join((user.encode(), password.encode(), stored))
         return hmac.digest(self._secret, material, hashlib.sha256)
 
 

@@ -28,12 +28,18 @@ from bigbrotr.core.exposition._http import (
     respond,
 )
 from bigbrotr.core.exposition._renderer import fast_path_active, render
-from bigbrotr.core.exposition._site import MAX_PENDING_CHECKS, Access, Site
+from bigbrotr.core.exposition._site import (
+    MAX_PENDING_CHECKS,
+    MAX_PENDING_CHECKS_PER_CLIENT,
+    Access,
+    Site,
+)
 
 __all__ = [
     "CONTENT_TYPE_OPENMETRICS",
     "CONTENT_TYPE_TEXT",
     "MAX_PENDING_CHECKS",
+    "MAX_PENDING_CHECKS_PER_CLIENT",
     "Access",
     "Endpoint",
     "Format",

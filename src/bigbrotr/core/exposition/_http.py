@@ -66,6 +66,7 @@ class Request:
         query: Every query parameter as (name, value), in order.
         root_path: The prefix a framework mounted the app under (ASGI's
             ``root_path``), part of ``path``.
+        client: The client's address, for fairness between clients ("" unknown).
     """
 
     method: str
@@ -73,6 +74,7 @@ class Request:
     headers: Sequence[tuple[str, str]] = ()
     query: Sequence[tuple[str, str]] = ()
     root_path: str = ""
+    client: str = ""
 
     @property
     def route(self) -> str:

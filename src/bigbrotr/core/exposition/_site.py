@@ -12,6 +12,7 @@ the same bytes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.status import CONTENT_SECURITY_POLICY, StatusSnapshot, as_json, page
 
-__all__ = ["MAX_PENDING_CHECKS", "Access", "Authenticator", "Site"]
+__all__ = ["MAX_PENDING_CHECKS", "MAX_PENDING_CHECKS_PER_CLIENT", "Access", "Authenticator", "Site"]
 
 _log = get_logger(__name__)
 
@@ -39,15 +40,17 @@ _READS = ("GET", "HEAD")
 #: The status page for people, and the same state for machines.
 _STATUS_PAGE, _STATUS_JSON = "/", "/status.json"
 _TEXT = "text/plain; charset=utf-8"
-#: Password checks (bcrypt) running or waiting at once; more are answered 503.
+#: Password checks (bcrypt) running or waiting at once, in all and from one client
+#: address; more are answered 503 at once.
 MAX_PENDING_CHECKS = 8
+MAX_PENDING_CHECKS_PER_CLIENT = 2
 
 
 class Authenticator(Protocol):
     """Checks an ``Authorization`` header (``web_config.BasicAuth``)."""
 
-    def cached(self, header: str | None) -> bool:
-        """Whether ``header`` already passed; cheap enough for the event loop."""
+    def known(self, header: str | None) -> bool | None:
+        """Whether ``header`` passed or failed before (None: not yet); cheap, for the loop."""
 
     def check(self, header: str | None) -> bool:
         """Whether ``header`` passes; may block (bcrypt), so it runs in a thread."""
@@ -110,7 +113,8 @@ class Site:
         self._health = health
         self._status = status
         self._access = access
-        self._pending_checks = 0  # read and written on the adapter's loop only
+        #: Checks pending, by client address (read and written on the adapter's loop only).
+        self._pending: collections.Counter[str] = collections.Counter()
 
     async def respond(self, request: Request) -> Response:
         """The whole answer to ``request``, headers included; HEAD gets no body."""
@@ -152,23 +156,30 @@ class Site:
         """Whether the request may be answered; None when too many checks are pending.
 
         A check not remembered runs bcrypt (in a thread, never on the loop). At
-        most ``MAX_PENDING_CHECKS`` run or wait at once: a flood of wrong
+        most ``MAX_PENDING_CHECKS`` run or wait at once, and at most
+        ``MAX_PENDING_CHECKS_PER_CLIENT`` from one address: a flood of wrong
         passwords is answered 503 at once instead of queueing CPU-bound work
-        without bound, and a valid client's first check waits behind a few at most.
+        without bound, and a flood from one address cannot take every place from
+        another client.
         """
         auth = access.auth
         if auth is None or request.route in access.unprotected_paths:
             return True
         given = request.header("Authorization")
-        if auth.cached(given):
-            return True
-        if self._pending_checks >= MAX_PENDING_CHECKS:
+        if (verdict := auth.known(given)) is not None:
+            return verdict
+        pending, client = self._pending, request.client
+        if pending.total() >= MAX_PENDING_CHECKS or (
+            pending[client] >= MAX_PENDING_CHECKS_PER_CLIENT
+        ):
             return None
-        self._pending_checks += 1
+        pending[client] += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(None, auth.check, given)
         finally:
-            self._pending_checks -= 1
+            pending[client] -= 1
+            if not pending[client]:
+                del pending[client]
 
     def _own_page(self, request: Request) -> Response | None:
         """Health and status answers, or None for the metrics endpoint to answer."""
