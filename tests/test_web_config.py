@@ -496,3 +496,34 @@ def test_failed_credentials_are_remembered_so_a_repeating_flood_costs_one_check(
         assert auth.known(header(user, "other")) is None
     assert auth.check(header("p", "right")) is True
     assert auth.known(header("p", "right")) is True
+
+
+def raw_exchange(port: int, sent: bytes) -> bytes:
+    """Send bytes over plain TCP; everything the server answers before it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(sent)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", b"BREW /pot HTCPCP/1.0\r\n\r\n"],
+    ids=["bad header", "bad request line"],
+)
+async def test_aiohttps_own_errors_carry_our_server_and_configured_headers(
+    pki: PKI, sent: bytes
+) -> None:
+    """A malformed request's 400 says Server: bigbrotr (no aiohttp version), with our headers."""
+    server = await start(write_web_config(pki, "http_server_config:\n  headers:\n    X-Mine: y\n"))
+    assert server.port is not None
+    try:
+        answer = await asyncio.to_thread(raw_exchange, server.port, sent)
+    finally:
+        await server.stop()
+    head = answer.split(b"\r\n\r\n")[0].decode().lower() + "\r\n"
+    assert head.startswith(("http/1.0 400", "http/1.1 400")), head
+    assert "\r\nserver: bigbrotr\r\n" in head and "aiohttp" not in head
+    assert "\r\nx-mine: y\r\n" in head and "\r\nx-content-type-options: nosniff\r\n" in head

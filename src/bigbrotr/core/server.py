@@ -36,7 +36,7 @@ from prometheus_client.registry import CollectorRegistry
 from bigbrotr.core import self_metrics
 from bigbrotr.core._connections import Connections, Guarded, client_error_log
 from bigbrotr.core._tls_sniff import HTTPSOnly
-from bigbrotr.core.exposition import Access, Endpoint, Request, Site
+from bigbrotr.core.exposition import SERVER, Access, Endpoint, Request, Site
 from bigbrotr.core.health import HealthSnapshot
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics_config import MetricsConfig
@@ -146,7 +146,22 @@ class _ServerThread:
         config = self._config
         site = self._site
 
-        async def handle(request: web.Request) -> web.Response:
+        thread = self
+
+        class OurRequest(web.BaseRequest):
+            """aiohttp's request; every answer, aiohttp's own errors too, carries our headers."""
+
+            async def _prepare_hook(self, response: web.StreamResponse) -> None:
+                # aiohttp's 400 for a malformed request would name aiohttp and its version.
+                for name, value in thread.web.headers.items():
+                    response.headers.setdefault(name, value)
+                response.headers["Server"] = SERVER
+                await super()._prepare_hook(response)
+
+        def request(message: Any, payload: Any, protocol: Any, writer: Any, task: Any) -> Any:
+            return OurRequest(message, payload, protocol, writer, task, loop)
+
+        async def handle(request: web.BaseRequest) -> web.Response:
             response = await site.respond(
                 Request(
                     request.method,
@@ -160,24 +175,20 @@ class _ServerThread:
                 status=response.status, headers=response.headers, body=response.body
             )
 
-        app = web.Application()
-        app.router.add_route("*", "/{path:.*}", handle)
-        # shutdown_timeout: stop() waits this long for scrapes in flight, not aiohttp's 60 s.
-        runner = web.AppRunner(
-            app,
+        protocols = web.Server(
+            handle,
+            request_factory=request,
             access_log=None,
-            handle_signals=False,
-            shutdown_timeout=1.0,
             logger=self._errors,
             # Idle connections are ours to close (and count); aiohttp's timer is a backstop.
             keepalive_timeout=config.idle_timeout * 2,
             # No route reads a body: never inflate one (a gzip bomb costs nothing).
             auto_decompress=False,
         )
+        # shutdown_timeout: stop() waits this long for scrapes in flight, not aiohttp's 60 s.
+        runner = web.ServerRunner(protocols, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         connections = Connections(config, self._metrics)
-        protocols = runner.server
-        assert protocols is not None
         tls = self.web.ssl_context
 
         def connection() -> asyncio.Protocol:

@@ -31,6 +31,7 @@ from bigbrotr.core.exposition._renderer import fast_path_active, render
 from bigbrotr.core.exposition._site import (
     MAX_PENDING_CHECKS,
     MAX_PENDING_CHECKS_PER_CLIENT,
+    SERVER,
     Access,
     Site,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "CONTENT_TYPE_TEXT",
     "MAX_PENDING_CHECKS",
     "MAX_PENDING_CHECKS_PER_CLIENT",
+    "SERVER",
     "Access",
     "Endpoint",
     "Format",

@@ -24,7 +24,14 @@ from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.status import CONTENT_SECURITY_POLICY, StatusSnapshot, as_json, page
 
-__all__ = ["MAX_PENDING_CHECKS", "MAX_PENDING_CHECKS_PER_CLIENT", "Access", "Authenticator", "Site"]
+__all__ = [
+    "MAX_PENDING_CHECKS",
+    "MAX_PENDING_CHECKS_PER_CLIENT",
+    "SERVER",
+    "Access",
+    "Authenticator",
+    "Site",
+]
 
 _log = get_logger(__name__)
 
