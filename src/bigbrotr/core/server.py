@@ -184,6 +184,8 @@ class _ServerThread:
             keepalive_timeout=config.idle_timeout * 2,
             # No route reads a body: never inflate one (a gzip bomb costs nothing).
             auto_decompress=False,
+            # A client gone is work dropped: a password check it waited for frees its place.
+            handler_cancellation=True,
         )
         # shutdown_timeout: stop() waits this long for scrapes in flight, not aiohttp's 60 s.
         runner = web.ServerRunner(protocols, handle_signals=False, shutdown_timeout=1.0)
