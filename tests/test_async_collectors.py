@@ -288,9 +288,34 @@ async def test_a_family_whose_name_is_taken_is_left_out_and_counted(
     assert text.count("# TYPE taken_value gauge") == 1
     assert sample_value(text, "taken_value") == 1 and sample_value(text, "own_value") == 3
     assert failures(text, "clash", "Impostor") == 1
-    assert "another collector has taken_value" in log_stream.getvalue()
+    assert "another family has the name taken_value" in log_stream.getvalue()
     command = ["promtool", "check", "metrics"]
     checked = await asyncio.to_thread(
         subprocess.run, command, input=text, capture_output=True, text=True
     )
     assert "second HELP" not in checked.stdout + checked.stderr
+
+
+class Twin:
+    """Two async collectors of this class both return ``twin_value``; one returns it twice."""
+
+    def __init__(self, value: float, twice: bool = False) -> None:
+        self.value, self.twice = value, twice
+
+    async def collect(self) -> Iterable[Metric]:
+        families = [GaugeMetricFamily("twin_value", "Twin.", value=self.value)]
+        return families * 2 if self.twice else families
+
+
+async def test_async_collectors_clashing_with_each_other_keep_the_first(
+    served: tuple[CollectorRegistry, MetricsServer], http: aiohttp.ClientSession
+) -> None:
+    """The first family of a name stays (registration order); later ones are counted clashes."""
+    registry, server = served
+    first, second = Twin(1, twice=True), Twin(2)
+    register_async_collector(first, registry)
+    register_async_collector(second, registry)
+    status, text = await scrape(http, server)
+    assert status == 200
+    assert text.count("# TYPE twin_value gauge") == 1 and sample_value(text, "twin_value") == 1
+    assert failures(text, "clash", "Twin") == 2  # its own second copy, and the other's

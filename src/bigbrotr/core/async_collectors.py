@@ -100,22 +100,32 @@ class _Proxy:
         kept = self._kept
         return kept is not None and not any(wanted(f.name, f.type) for f in kept[0])
 
-    async def refresh(self, within: float, taken: Callable[[str, str], bool] | None) -> None:
+    async def refresh(self, within: float) -> None:
         """Make this scrape's families ready: kept, or fetched within ``within`` seconds.
 
         At most one ``collect()`` is in flight; concurrent scrapes wait for the
         same one. A fetch that fails, is late or returns what cannot be
         rendered leaves this collector out of the scrape; the rest is served.
-        A family whose name another collector has (``taken``) is left out.
         """
         await self._ready(within)
-        if taken is None:
-            return
-        families = self._families
-        self._families = [family for family in families if not taken(family.name, family.type)]
-        if len(self._families) < len(families):
-            names = sorted({f.name for f in families} - {f.name for f in self._families})
-            self._left_out("clash", f"another collector has {', '.join(names)}", keep=True)
+
+    def drop_clashes(self, taken: Callable[[str, str], bool], seen: set[str]) -> None:
+        """Leave out each family whose name is ``taken`` or ``seen`` already; note the rest.
+
+        Two families of one name would make the exposition invalid (promtool,
+        OpenMetrics parsers), so the later one is left out, counted as a clash.
+        """
+        kept, clashing = [], []
+        for family in self._families:
+            if family.name in seen or taken(family.name, family.type):
+                clashing.append(family.name)
+            else:
+                seen.add(family.name)
+                kept.append(family)
+        if clashing:
+            self._families = kept
+            names = ", ".join(sorted(set(clashing)))
+            self._left_out("clash", f"another family has the name {names}", keep=True)
 
     async def _ready(self, within: float) -> None:
         if self._serve_kept():
@@ -184,13 +194,9 @@ def _invalid(families: list[Metric]) -> str | None:
     that is not a string (say, NaN) or a value that is not a number would
     otherwise answer the whole scrape 500.
     """
-    names = set()
     for family in families:
         if not isinstance(family, Metric) or not isinstance(family.name, str):
             return f"not a metric family: {family!r:.100}"
-        if family.name in names:
-            return f"family {family.name!r} twice"
-        names.add(family.name)
         for sample in family.samples:
             labels = sample.labels
             if not isinstance(labels, dict) or not all(
@@ -200,6 +206,10 @@ def _invalid(families: list[Metric]) -> str | None:
             if isinstance(sample.value, bool) or not isinstance(sample.value, int | float):
                 return f"{sample.name}: value must be a number, not {sample.value!r:.100}"
     return None
+
+
+def _nothing_taken(name: str, kind: str) -> bool:
+    return False
 
 
 _proxies = PerRegistry(lambda registry: list[_Proxy]())
@@ -296,4 +306,7 @@ async def refresh(
             proxy for proxy in _proxies(registry) if wanted is None or not proxy.excluded_by(wanted)
         ]
     if proxies:
-        await asyncio.gather(*(proxy.refresh(within, taken) for proxy in proxies))
+        await asyncio.gather(*(proxy.refresh(within) for proxy in proxies))
+        seen: set[str] = set()  # in registration order: the first family of a name stays
+        for proxy in proxies:
+            proxy.drop_clashes(taken or _nothing_taken, seen)
