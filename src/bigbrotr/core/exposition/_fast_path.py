@@ -94,11 +94,7 @@ def supported() -> bool:
 
 
 def registered_names(registry: Collector) -> frozenset[str]:
-    """The sample names a plain registry's collectors declared (empty when unknown).
-
-    An async collector's family that takes one of them would make the
-    exposition invalid (two families of one name): it is left out instead.
-    """
+    """The sample names a plain registry's collectors declared (empty when unknown)."""
     names = getattr(registry, "_names_to_collectors", None)  # absent: nothing known
     if not isinstance(registry, CollectorRegistry) or not isinstance(names, dict):
         return frozenset()
