@@ -12,6 +12,7 @@ omits ``_created`` series; OpenMetrics keeps them.
 
 from __future__ import annotations
 
+import codecs
 import copy
 import math
 import threading
@@ -67,6 +68,23 @@ def _without_created(family: Metric) -> Metric:
     trimmed = copy.copy(family)
     trimmed.samples = [sample for sample in family.samples if sample.name != created]
     return trimmed
+
+
+def _escaped_surrogates(error: UnicodeError) -> tuple[str, int]:
+    """Each unencodable character as the generic path writes it: an escaped backslash-u.
+
+    The generic path turns the character into the text backslash-u-hex
+    (``_sendable``), then escapes that backslash as any label value's; lines
+    already escaped need both at once, so the two paths write the same bytes
+    and Go's parser (promtool) accepts them.
+    """
+    assert isinstance(error, UnicodeEncodeError)
+    bad = error.object[error.start : error.end]
+    return "".join(f"\\\\u{ord(char):04x}" for char in bad), error.end
+
+
+_ESCAPED_SURROGATES = "bigbrotr-escaped-surrogates"
+codecs.register_error(_ESCAPED_SURROGATES, _escaped_surrogates)
 
 
 def _sendable(text: str) -> str:
@@ -182,7 +200,7 @@ def _render(
     def flush_lines() -> None:
         if lines:
             # A lone surrogate (a name from os.fsdecode) is escaped, not a failed scrape.
-            chunks.append("".join(lines).encode("utf-8", "backslashreplace"))
+            chunks.append("".join(lines).encode("utf-8", _ESCAPED_SURROGATES))
             lines.clear()
             _fast_path.let_others_run()
 
