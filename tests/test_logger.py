@@ -73,3 +73,19 @@ def test_throttle_can_drop_kinds_it_no_longer_remembers() -> None:
     throttle = Throttle(max_kinds=1, log_unremembered=False)
     assert throttle.note("first").log
     assert [throttle.note(f"new {n}").log for n in range(3)] == [False, False, False]
+
+
+def test_text_logs_escape_control_characters_in_every_value(captured_logs: CapturedLogs) -> None:
+    """A value, the event's words or a traceback's message cannot forge lines or colours."""
+    forged = "bad\n2026-01-01T00:00:00Z [info     ] all good\x1b[32m"
+    with captured_logs("escapes", "INFO", "text") as stream:
+        log = get_logger("escapes")
+        log.error(f"cycle failed: {forged}", error=forged)
+        try:
+            raise RuntimeError(forged)
+        except RuntimeError as exc:
+            log.error("cycle failed", exc_info=exc)
+    text = stream.getvalue()
+    assert "\x1b" not in text
+    assert not any(line.startswith("2026-01-01") for line in text.splitlines())
+    assert text.count("all good") == 3  # each of the three, escaped in place

@@ -73,7 +73,9 @@ def configure_logging(
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
-        last.append(_escaped_exception)  # a message must not forge lines or colours
+        # a message or a value must not forge lines or colours (older structlog prints
+        # strings raw)
+        last += [_escaped_exception, _escaped_values]
         renderer = structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -128,6 +130,14 @@ def _escaped_exception(logger: WrappedLogger, method: str, event: EventDict) -> 
         if message:
             text = text.replace(f": {message}\n", f": {_escape(message, _CONTROL_OR_NEWLINE)}\n")
     event["exception"] = _escape(text, _CONTROL)
+    return event
+
+
+def _escaped_values(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    """Every text value (the event's words too) with its control characters escaped."""
+    for key, value in event.items():
+        if isinstance(value, str) and key != "exception" and _CONTROL_OR_NEWLINE.search(value):
+            event[key] = _escape(value, _CONTROL_OR_NEWLINE)
     return event
 
 
