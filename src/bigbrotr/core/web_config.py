@@ -129,7 +129,7 @@ class BasicAuth:
         """
         key = self._key(header)
         if key is None:
-            return None
+            return False  # no credentials, or malformed: no check could pass
         with self._lock:
             for memory, verdict in ((self._cache, True), (self._refused, False)):
                 if key in memory:
@@ -147,10 +147,11 @@ class BasicAuth:
         if credentials is None:
             return False
         user, password = credentials
-        secret = password.encode()
+        # bcrypt reads 72 bytes (Go's and bcrypt 4 compare those); bcrypt 5 raises past them
+        secret = password.encode()[:_BCRYPT_MAX_BYTES]
         stored = self._users.get(user)
-        if stored is None or len(secret) > _BCRYPT_MAX_BYTES:  # bcrypt 5 raises past 72
-            bcrypt.hashpw(secret[:_BCRYPT_MAX_BYTES], self._salt)  # as long as a real check
+        if stored is None:
+            bcrypt.hashpw(secret, self._salt)  # as long as a real check
             matched = False
         else:
             matched = bcrypt.checkpw(secret, stored)
@@ -296,7 +297,7 @@ def _configure(context: ssl.SSLContext, path: str, tls: TLSServerConfig) -> None
         raise fail("curve_preferences", "cannot be honoured by Python's ssl module")
 
 
-#: bcrypt reads at most this many bytes of a password; a longer one never matches here.
+#: bcrypt reads at most this many bytes of a password; the rest is ignored, as by Go's.
 _BCRYPT_MAX_BYTES = 72
 _BCRYPT = re.compile(r"\$2[abxy]?\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
 

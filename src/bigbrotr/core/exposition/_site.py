@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
+import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -122,6 +125,7 @@ class Site:
         self._access = access
         #: Checks pending, by client address (read and written on the adapter's loop only).
         self._pending: collections.Counter[str] = collections.Counter()
+        self._pool: ThreadPoolExecutor | None = None
 
     async def respond(self, request: Request) -> Response:
         """The whole answer to ``request``, headers included; HEAD gets no body."""
@@ -181,12 +185,30 @@ class Site:
         ):
             return None
         pending[client] += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(None, auth.check, given)
-        finally:
+        loop = asyncio.get_running_loop()
+
+        def release() -> None:
             pending[client] -= 1
             if not pending[client]:
                 del pending[client]
+
+        def ended(_: object) -> None:  # bcrypt ended, or was dropped before it started
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                loop.call_soon_threadsafe(release)
+
+        check = self._checks().submit(auth.check, given)
+        check.add_done_callback(ended)
+        try:
+            return await asyncio.wrap_future(check)
+        except asyncio.CancelledError:
+            check.cancel()  # the client left: a check not started yet is dropped
+            raise
+
+    def _checks(self) -> ThreadPoolExecutor:
+        """The threads password checks run in: as many as cores, so 8 pending is 8 in all."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(os.cpu_count() or 1, "bigbrotr-password-check")
+        return self._pool
 
     def _own_page(self, request: Request) -> Response | None:
         """Health and status answers, or None for the metrics endpoint to answer."""
