@@ -2,7 +2,7 @@
 
 A push replaces the whole group, so a failed run would otherwise erase the
 time of the group's last success, and a "no success for a day" alert would go
-silent exactly when it should fire: ``previous_success`` reads it back first.
+silent exactly when it should fire: ``push`` reads it back first.
 Failures are reported (logged, and as the result), never raised: the cycle's
 own outcome matters more than the push's. The whole of it, both requests,
 finishes within the gateway's ``timeout`` (a gateway that drips one byte at a

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from concurrent.futures import Future
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from prometheus_client import REGISTRY
@@ -55,6 +56,17 @@ class AsyncCollector(Protocol):
 _LOG_EVERY = 60.0
 
 
+@dataclass(frozen=True)
+class _Result:
+    """One fetch's families, when it ended (monotonic), whether served and checked."""
+
+    families: list[Metric]
+    fetched_at: float
+    served: bool = False
+    checked: bool = False
+    problem: str | None = None
+
+
 class _Proxy:
     """Stands in the registry for one async collector, holding what it last fetched.
 
@@ -81,8 +93,8 @@ class _Proxy:
             self._failures.labels(self.name, reason)  # exported at 0
         #: What the render hands on: this scrape's families (or none, left out).
         self._families: list[Metric] = []
-        #: The last valid result: families, when fetched (monotonic), served yet.
-        self._kept: tuple[list[Metric], float, bool] | None = None
+        #: The last result fetched, replaced whole (written on the collector's loop).
+        self._kept: _Result | None = None
         self._pending: Future[list[Metric]] | None = None
         self._lock = threading.Lock()
         self._log_throttle = Throttle(every=_LOG_EVERY)
@@ -98,83 +110,92 @@ class _Proxy:
     def excluded_by(self, wanted: Callable[[str, str], bool]) -> bool:
         """Whether a scrape's ``name[]`` filter leaves out every family it last returned."""
         kept = self._kept
-        return kept is not None and not any(wanted(f.name, f.type) for f in kept[0])
+        return kept is not None and not any(wanted(f.name, f.type) for f in kept.families)
 
-    async def refresh(self, within: float) -> None:
-        """Make this scrape's families ready: kept, or fetched within ``within`` seconds.
+    async def prepare(self, within: float) -> list[Metric]:
+        """This scrape's families: kept, or fetched within ``within`` seconds (else none).
 
         At most one ``collect()`` is in flight; concurrent scrapes wait for the
         same one. A fetch that fails, is late or returns what cannot be
         rendered leaves this collector out of the scrape; the rest is served.
+        A late result is kept and served by the next scrape, which then starts
+        the following fetch without waiting for it.
         """
-        await self._ready(within)
+        kept = self._kept
+        if kept is not None:
+            fresh = time.monotonic() - kept.fetched_at < self._min_interval
+            if fresh or not kept.served:
+                if not fresh:
+                    self._start_fetch()  # a late one: the next fetch starts now
+                return self._serve(kept)
+        pending = self._start_fetch()
+        if pending is None:
+            self._left_out("no_loop", "no event loop to run it on (start the service)")
+            return []
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(pending)), within)
+        except TimeoutError:
+            self._left_out("timeout", f"collect() took longer than {within:g}s (kept for next)")
+            return []
+        except Exception as exc:
+            self._left_out("error", f"{type(exc).__name__}: {exc}")
+            return []
+        kept = self._kept  # _keep stored it before this wait ended
+        return [] if kept is None else self._serve(kept)
 
-    def drop_clashes(self, taken: Callable[[str, str], bool], seen: set[str]) -> None:
-        """Leave out each family whose name is ``taken`` or ``seen`` already; note the rest.
+    def publish(
+        self, families: list[Metric], taken: Callable[[str, str], bool], seen: set[str]
+    ) -> None:
+        """Hand ``families`` to the render, each whose name is ``taken`` or ``seen`` left out.
 
         Two families of one name would make the exposition invalid (promtool,
         OpenMetrics parsers), so the later one is left out, counted as a clash.
+        The render reads the list only once it is whole.
         """
         kept, clashing = [], []
-        for family in self._families:
+        for family in families:
             if family.name in seen or taken(family.name, family.type):
                 clashing.append(family.name)
             else:
                 seen.add(family.name)
                 kept.append(family)
+        self._families = kept
         if clashing:
-            self._families = kept
             names = ", ".join(sorted(set(clashing)))
-            self._left_out("clash", f"another family has the name {names}", keep=True)
+            self._left_out("clash", f"another family has the name {names}")
 
-    async def _ready(self, within: float) -> None:
-        if self._serve_kept():
-            return
+    def _start_fetch(self) -> Future[list[Metric]] | None:
+        """The fetch in flight, or a new one on the collector's loop (None: no loop)."""
         with self._lock:
             pending = self._pending
             if pending is None or pending.done():
                 loop = self.loop
                 if loop is None or loop.is_closed():
-                    self._left_out("no_loop", "no event loop to run it on (start the service)")
-                    return
+                    return None
                 pending = self._pending = asyncio.run_coroutine_threadsafe(self._fetch(), loop)
                 pending.add_done_callback(self._keep)
-        try:
-            families = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(pending)), within)
-        except TimeoutError:
-            self._left_out("timeout", f"collect() took longer than {within:g}s (kept for next)")
-        except Exception as exc:
-            self._left_out("error", f"{type(exc).__name__}: {exc}")
-        else:
-            if (problem := _invalid(families)) is not None:
-                self._left_out("invalid", problem)  # it would fail the whole scrape
-            else:
-                self._families = families
-                self._serve_kept()  # marks this result served
+            return pending
 
-    def _serve_kept(self) -> bool:
-        """Serve the kept result if it is fresh, or not served yet (a late one)."""
-        kept = self._kept
-        if kept is None:
-            return False
-        families, fetched_at, served = kept
-        if served and time.monotonic() - fetched_at >= self._min_interval:
-            return False
-        self._families = families
-        self._kept = (families, fetched_at, True)
-        return True
+    def _serve(self, kept: _Result) -> list[Metric]:
+        """A kept result for this scrape, checked once (here, on the server's loop)."""
+        if not kept.checked:
+            kept = replace(kept, checked=True, problem=_invalid(kept.families))
+        self._kept = replace(kept, served=True)
+        if kept.problem is not None:
+            self._left_out("invalid", kept.problem)  # it would fail the whole scrape
+            return []
+        return kept.families
 
     def _keep(self, done: Future[list[Metric]]) -> None:
-        """Keep a fetch's valid result when it arrives (the scrape may have given up)."""
-        if done.cancelled() or done.exception() is not None:
-            return
-        families = done.result()
-        if _invalid(families) is None:
-            self._kept = (families, time.monotonic(), False)
+        """Keep a fetch's result when it arrives (the scrape may have given up).
 
-    def _left_out(self, reason: str, detail: str, *, keep: bool = False) -> None:
-        if not keep:  # the whole collector is left out, not just some families
-            self._families = []
+        Runs on the collector's loop, so it only stores: the check of what was
+        fetched runs on the server's loop, when it is served.
+        """
+        if not done.cancelled() and done.exception() is None:
+            self._kept = _Result(done.result(), time.monotonic())
+
+    def _left_out(self, reason: str, detail: str) -> None:
         self._failures.labels(self.name, reason).inc()
         if self._log_throttle.note().log:
             _log.warning("async collector left out of the scrape", collector=self.name,
@@ -306,7 +327,7 @@ async def refresh(
             proxy for proxy in _proxies(registry) if wanted is None or not proxy.excluded_by(wanted)
         ]
     if proxies:
-        await asyncio.gather(*(proxy.refresh(within) for proxy in proxies))
+        prepared = await asyncio.gather(*(proxy.prepare(within) for proxy in proxies))
         seen: set[str] = set()  # in registration order: the first family of a name stays
-        for proxy in proxies:
-            proxy.drop_clashes(taken or _nothing_taken, seen)
+        for proxy, families in zip(proxies, prepared, strict=True):
+            proxy.publish(families, taken or _nothing_taken, seen)

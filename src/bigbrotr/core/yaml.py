@@ -24,6 +24,7 @@ from typing import Any, TypeAlias
 import yaml
 
 __all__ = [
+    "MAX_FILE_BYTES",
     "ENVIRONMENT_TYPES",
     "MAX_NODES",
     "ConfigFileError",
