@@ -24,8 +24,8 @@ from typing import Any, TypeAlias
 import yaml
 
 __all__ = [
-    "MAX_FILE_BYTES",
     "ENVIRONMENT_TYPES",
+    "MAX_FILE_BYTES",
     "MAX_NODES",
     "ConfigFileError",
     "FloatFromEnvironment",
