@@ -177,20 +177,34 @@ class Dripping(http.server.BaseHTTPRequestHandler):
         except OSError:  # the client gave up
             pass
 
-    do_GET = do_PUT = drip
+    do_GET = drip
+
+    def do_PUT(self) -> None:
+        """The answer to a push never ends its status line: a byte at a time, forever."""
+        self.rfile.read(int(self.headers["Content-Length"]))
+        try:
+            while True:
+                self.wfile.write(b"H")
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:  # the client gave up
+            pass
 
     def log_message(self, *args: object) -> None:
         pass
 
 
-def test_a_dripping_gateway_cannot_hold_the_run_past_its_timeout(start_cli: StartCLI) -> None:
+@pytest.mark.parametrize("mode", ["fail", "ok"], ids=["read back, then PUT", "PUT only"])
+def test_a_dripping_gateway_cannot_hold_the_run_past_its_timeout(
+    start_cli: StartCLI, mode: str
+) -> None:
     """Both requests of the push finish within `timeout`, however slowly the gateway sends."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dripping)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        settings = config(url, "fail")
+        settings = config(url, mode)  # a failed run reads the last success back first
         settings["metrics"]["pushgateway"]["timeout"] = 1  # type: ignore[index]
         cli = start_cli("run", TARGET, "--once", "--log-format", "json", config=settings)
         assert cli.wait(timeout=15) == 1  # before: held as long as the bytes kept coming
