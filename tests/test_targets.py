@@ -121,11 +121,12 @@ class Batched(BaseServiceConfig):
 
 def test_with_port_replaces_only_the_port() -> None:
     """The copy has the new port; every other field (the service's own too) is kept."""
-    config = Batched(batch_size=3, metrics=MetricsConfig(enabled=True, port=9100, path="/m"))
+    configured = 9100  # only a value to replace: nothing binds it
+    config = Batched(batch_size=3, metrics=MetricsConfig(enabled=True, port=configured, path="/m"))
     moved = with_port(config, 0, Path("svc.yaml"))
     assert isinstance(moved, Batched)
     assert (moved.metrics.port, moved.metrics.path, moved.batch_size) == (0, "/m", 3)
-    assert config.metrics.port == 9100
+    assert config.metrics.port == configured
 
 
 @pytest.mark.parametrize(
