@@ -6,6 +6,7 @@ of them return (to subclass or annotate with) are in ``tests.support``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import itertools
@@ -16,11 +17,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import aiohttp
 import pytest
 import structlog
+import uvicorn
 from prometheus_client import CollectorRegistry
 
+from bigbrotr.core.asgi import MetricsApp
 from bigbrotr.core.base_service import BaseServiceConfig
 from bigbrotr.core.health import HealthSnapshot
 from bigbrotr.core.logger import LogFormat, configure_logging
+from tests.support.asgi import Serve
 from tests.support.collectors import GatedCollector
 from tests.support.logs import CapturedLogs
 from tests.support.pki import PKI
@@ -149,3 +153,31 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """An HTTP client session."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def serve() -> Serve:
+    """Serve an ASGI app with a real uvicorn on a free loopback port; yields its base URL."""
+
+    @contextlib.asynccontextmanager
+    async def serving(app: MetricsApp) -> AsyncIterator[str]:
+        # log_config=None: uvicorn's default dictConfig would bind handlers to this
+        # test's captured stderr, which later tests would find closed.
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", log_config=None, lifespan="on"
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                    pytest.fail("uvicorn returned without starting")
+                await asyncio.sleep(0.01)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            await task
+
+    return serving

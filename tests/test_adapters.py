@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,6 @@ import aiohttp
 import bcrypt
 import prometheus_client
 import pytest
-import uvicorn
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from bigbrotr.core.asgi import make_asgi_app
@@ -23,6 +20,7 @@ from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.yaml import ConfigFileError
 from bigbrotr.testing import ServiceHarness
+from tests.support.asgi import Serve
 
 PATHS = ["/metrics", "/metrics?name[]=jobs", "/healthz", "/livez", "/readyz", "/readyz?verbose",
          "/", "/status.json", "/nope"]  # fmt: skip
@@ -84,26 +82,6 @@ def web_config(tmp_path: Path) -> Path:
     return path
 
 
-@contextlib.asynccontextmanager
-async def uvicorn_serving(app: Any) -> AsyncIterator[str]:
-    """A real uvicorn on a free loopback port; yields its base URL."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", log_config=None, lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        while not server.started:  # uvicorn's own handshake: its flag once it listens
-            if task.done():
-                task.result()
-                pytest.fail("uvicorn returned without starting")
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await task
-
-
 def request_headers(credentials: tuple[str, str] | None, extra: dict[str, str]) -> dict[str, str]:
     headers = dict(extra)
     if credentials is not None:
@@ -123,7 +101,9 @@ async def fetch(
 
 
 @pytest.mark.usefixtures("no_created_series")
-async def test_both_adapters_answer_every_request_alike(bigbrotr: Any, web_config: Path) -> None:
+async def test_both_adapters_answer_every_request_alike(
+    bigbrotr: Any, web_config: Path, serve: Serve
+) -> None:
     """Each path x method x credentials x negotiation: same status, headers and body."""
     harness: ServiceHarness[Flaky] = bigbrotr(Flaky, {"interval": 10})
     assert await harness.run_cycles(3) == [True, False, True]
@@ -159,7 +139,7 @@ async def test_both_adapters_answer_every_request_alike(bigbrotr: Any, web_confi
     statuses = set()
     try:
         async with (
-            uvicorn_serving(app) as asgi_base,
+            serve(app) as asgi_base,
             aiohttp.ClientSession(auto_decompress=False) as session,
         ):
             for path, method, credentials, negotiation in matrix:
@@ -184,10 +164,10 @@ def test_the_asgi_app_leaves_tls_to_its_server(pki: Any) -> None:
         make_asgi_app(CollectorRegistry(), web_config_file=path)
 
 
-async def test_without_options_the_asgi_app_adds_no_header_of_its_own() -> None:
+async def test_without_options_the_asgi_app_adds_no_header_of_its_own(serve: Serve) -> None:
     """make_asgi_app() as before: the metrics' own headers only, no configured ones."""
     async with (
-        uvicorn_serving(make_asgi_app(user_registry())) as base,
+        serve(make_asgi_app(user_registry())) as base,
         aiohttp.ClientSession() as session,
     ):
         status, headers, _ = await fetch(session, "GET", f"{base}/healthz", {})

@@ -1,18 +1,17 @@
 import asyncio
-import contextlib
 import gzip
 import threading
-from collections.abc import AsyncIterator, Callable, MutableMapping
-from typing import Any, TypeAlias
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
 
 import aiohttp
 import pytest
-import uvicorn
 from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from bigbrotr.core.asgi import MetricsApp, make_asgi_app
+from bigbrotr.core.asgi import make_asgi_app
 from bigbrotr.core.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render
+from tests.support.asgi import Serve
 from tests.support.collectors import BrokenCollector, GatedCollector
 
 #: Families the tests' registries define, as ``name[]`` selects them: a filtered body
@@ -24,8 +23,6 @@ PROMETHEUS_2_ACCEPT = (
     "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
 
-Serve: TypeAlias = Callable[[MetricsApp], contextlib.AbstractAsyncContextManager[str]]
-
 
 @pytest.fixture
 def registry() -> CollectorRegistry:
@@ -35,34 +32,6 @@ def registry() -> CollectorRegistry:
     Gauge("temperature_celsius", "Temp.", registry=registry).set(21.5)
     Histogram("wait_seconds", "Wait.", registry=registry).observe(0.2)
     return registry
-
-
-@pytest.fixture
-def serve() -> Serve:
-    """Serve an ASGI app with a real uvicorn on a free loopback port; yields its base URL."""
-
-    @contextlib.asynccontextmanager
-    async def serving(app: MetricsApp) -> AsyncIterator[str]:
-        # log_config=None: uvicorn's default dictConfig would bind handlers to this
-        # test's captured stderr, which later tests would find closed.
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", log_config=None, lifespan="on"
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        try:
-            while not server.started:
-                if task.done():
-                    task.result()
-                    pytest.fail("uvicorn returned without starting")
-                await asyncio.sleep(0.01)
-            port = server.servers[0].sockets[0].getsockname()[1]
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            await task
-
-    return serving
 
 
 @pytest.fixture
