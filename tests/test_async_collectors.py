@@ -247,7 +247,8 @@ async def test_a_late_result_is_served_by_the_next_scrape(
     while collector.depth < 2:  # that fetch ends (the gate is open)
         await asyncio.sleep(0.01)
     _, next_one = await scrape(http, server)  # a slow collector shows on every scrape
-    assert sample_value(next_one, "jobs_queue_depth") == 2
+    newer = sample_value(next_one, "jobs_queue_depth")
+    assert newer is not None and newer >= 2
 
 
 async def test_a_name_filter_that_leaves_it_out_does_not_fetch(
