@@ -12,7 +12,7 @@ import aiohttp
 import bcrypt
 import prometheus_client
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from bigbrotr.core.asgi import make_asgi_app
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
@@ -20,7 +20,7 @@ from bigbrotr.core.metrics import MetricsConfig
 from bigbrotr.core.server import MetricsServer
 from bigbrotr.core.yaml import ConfigFileError
 from bigbrotr.testing import ServiceHarness
-from tests.support.asgi import Serve
+from tests.support.asgi import Serve, user_registry
 
 PATHS = ["/metrics", "/metrics?name[]=jobs", "/healthz", "/livez", "/readyz", "/readyz?verbose",
          "/", "/status.json", "/nope"]  # fmt: skip
@@ -49,15 +49,6 @@ class Flaky(BaseService[BaseServiceConfig]):
         self.cycles += 1
         if self.cycles == 2:
             raise RuntimeError("<b>second</b>")
-
-
-def user_registry() -> CollectorRegistry:
-    """A registry of the tests' own metrics; the same content every time it is made."""
-    registry = CollectorRegistry()
-    Counter("jobs", "Jobs done.", ["queue"], registry=registry).labels("a").inc(2)
-    Gauge("temperature_celsius", "Temp.", registry=registry).set(21.5)
-    Histogram("wait_seconds", "Wait.", registry=registry).observe(0.2)
-    return registry
 
 
 @pytest.fixture

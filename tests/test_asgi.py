@@ -7,11 +7,11 @@ from typing import Any
 import aiohttp
 import pytest
 from multidict import CIMultiDict
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from bigbrotr.core.asgi import make_asgi_app
 from bigbrotr.core.exposition import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render
-from tests.support.asgi import Serve
+from tests.support.asgi import Serve, user_registry
 from tests.support.collectors import BrokenCollector, GatedCollector
 
 #: Families the tests' registries define, as ``name[]`` selects them: a filtered body
@@ -27,11 +27,7 @@ PROMETHEUS_2_ACCEPT = (
 @pytest.fixture
 def registry() -> CollectorRegistry:
     """A fresh registry with a counter, a gauge and a histogram."""
-    registry = CollectorRegistry()
-    Counter("jobs", "Jobs done.", ["queue"], registry=registry).labels("a").inc(2)
-    Gauge("temperature_celsius", "Temp.", registry=registry).set(21.5)
-    Histogram("wait_seconds", "Wait.", registry=registry).observe(0.2)
-    return registry
+    return user_registry()
 
 
 @pytest.fixture
