@@ -28,12 +28,14 @@ class Password:
     def __init__(self, good: str) -> None:
         self.good = good
         self.checked_on: list[str] = []
+        self.headers: list[str | None] = []
 
     def known(self, header: str | None) -> bool | None:
         return None
 
     def check(self, header: str | None) -> bool:
         self.checked_on.append(threading.current_thread().name)
+        self.headers.append(header)
         return header == self.good
 
 
@@ -204,3 +206,29 @@ async def test_a_flooding_client_cannot_take_every_place_from_another(
     assert statuses.count(401) == MAX_PENDING_CHECKS_PER_CLIENT
     assert statuses.count(503) == MAX_PENDING_CHECKS - MAX_PENDING_CHECKS_PER_CLIENT
     assert (await valid).status == 200
+
+
+async def test_a_check_for_a_client_that_left_is_dropped_and_frees_its_place(
+    endpoint: Endpoint, healthy: HealthSnapshot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request cancelled (its client disconnected) while its check waits never runs bcrypt."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)  # two checks run, the rest wait
+    password = Gated("Basic good")
+    routes = site(endpoint, healthy, auth=password)
+
+    def wrong(n: int) -> Request:
+        return Request("GET", "/metrics", [("Authorization", f"Basic {n}")], client=f"10.0.0.{n}")
+
+    flood = [asyncio.create_task(routes.respond(wrong(n))) for n in range(MAX_PENDING_CHECKS)]
+    await asyncio.sleep(0)
+    left = flood.pop()  # waiting behind the two running checks
+    left.cancel()
+    await asyncio.sleep(0.05)  # its place is handed back on the loop
+    newcomer = asyncio.create_task(routes.respond(wrong(99)))
+    await asyncio.sleep(0)
+    password.gate.set()
+    assert {answer.status for answer in await asyncio.gather(*flood, newcomer)} == {401}
+    assert left.cancelled()
+    checked = password.headers
+    assert f"Basic {MAX_PENDING_CHECKS - 1}" not in checked  # before: run for nobody
+    assert len(checked) == MAX_PENDING_CHECKS  # the rest, and the newcomer in the freed place

@@ -504,6 +504,37 @@ def test_failed_credentials_are_remembered_so_a_repeating_flood_costs_one_check(
     assert auth.known(header("p", "right")) is True
 
 
+async def test_a_reload_with_the_same_users_keeps_what_was_checked(pki: PKI) -> None:
+    """SIGHUP with users unchanged keeps remembered checks (no bcrypt); changed users do not."""
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    users = f"basic_auth_users:\n  p: '{hashed}'\n"
+    path = write_web_config(pki, users)
+    server = await start(path)
+    assert server.url is not None
+    right = "Basic " + base64.b64encode(b"p:pw").decode()
+    wrong = "Basic " + base64.b64encode(b"p:guess").decode()
+    try:
+        async with aiohttp.ClientSession() as session:
+            for header in (right, wrong):
+                async with session.get(server.url, headers={"Authorization": header}):
+                    pass
+        path.write_text(users + "http_server_config:\n  headers:\n    X-New: y\n")
+        assert await server.reload_web_config()
+        web = server.web_config
+        assert web is not None and web.auth is not None
+        assert web.headers["X-New"] == "y"  # the new file is in use
+        assert web.auth.known(right) is True  # before: None, a bcrypt per client again
+        assert web.auth.known(wrong) is False
+        rehashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+        path.write_text(f"basic_auth_users:\n  p: '{rehashed}'\n")
+        assert await server.reload_web_config()
+        web = server.web_config
+        assert web is not None and web.auth is not None
+        assert web.auth.known(right) is None  # a changed hash is checked afresh
+    finally:
+        await server.stop()
+
+
 def raw_exchange(port: int, sent: bytes) -> bytes:
     """Send bytes over plain TCP; everything the server answers before it closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:

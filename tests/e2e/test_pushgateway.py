@@ -88,6 +88,16 @@ def test_once_pushes_its_metrics_after_the_cycle(
     assert done[0]["pushed"] is True
 
 
+def test_a_name_utf8_cannot_encode_is_pushed_escaped(start_cli: StartCLI, pushgateway: str) -> None:
+    """A lone surrogate (a file name os.fsdecode could not decode) does not fail the push."""
+    cli = start_cli("run", TARGET, "--once", config=config(pushgateway, "odd_name"))
+    assert cli.wait() == 0  # before: the push raised UnicodeEncodeError, and the run exited 1
+    labels = {"job": "nightly", "path": "/data/in", "service": "e2e"}
+    text = pushed(pushgateway)
+    assert sample_value(text, "service_counter_total", name="file_\\udcff", **labels) == 1
+    assert sample_value(text, "service_counter_total", name="cycles_success", **labels) == 1
+
+
 def test_a_failed_run_keeps_the_last_success_it_replaces(
     start_cli: StartCLI, pushgateway: str
 ) -> None:
@@ -180,11 +190,12 @@ class Dripping(http.server.BaseHTTPRequestHandler):
     do_GET = drip
 
     def do_PUT(self) -> None:
-        """The answer to a push never ends its status line: a byte at a time, forever."""
+        """The answer to a push never ends its headers: a byte at a time, forever."""
         self.rfile.read(int(self.headers["Content-Length"]))
         try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
             while True:
-                self.wfile.write(b"H")
+                self.wfile.write(b"h")
                 self.wfile.flush()
                 time.sleep(0.2)
         except OSError:  # the client gave up

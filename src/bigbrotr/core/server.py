@@ -102,7 +102,7 @@ class _ServerThread:
                 live = self.web.ssl_context
                 if live is not None:
                     new.rotate_into(live)
-                self.web = replace(new, ssl_context=live)
+                self.web = replace(new.remembering(self.web), ssl_context=live)
                 self._ticket = ticket
                 done.set_result(True)
             except Exception as exc:  # handed to the caller, which logs it
@@ -270,6 +270,11 @@ class MetricsServer:
     def port(self) -> int | None:
         """The bound TCP port while running (resolves port 0), else None."""
         return self._port
+
+    @property
+    def web_config(self) -> WebConfig | None:
+        """The web config in use (the last reload's) while running, else None."""
+        return self._thread.web if self._thread is not None else None
 
     @property
     def url(self) -> str | None:

@@ -21,7 +21,7 @@ import secrets
 import ssl
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -137,6 +137,10 @@ class BasicAuth:
                     return verdict
         return None
 
+    def same_users(self, other: BasicAuth) -> bool:
+        """Whether ``other`` has exactly these users and hashes (its memory would hold here)."""
+        return self._users == other._users
+
     def cached(self, header: str | None) -> bool:
         """Whether ``header`` already passed (cheap: call it anywhere, even on a loop)."""
         return self.known(header) is True
@@ -207,6 +211,18 @@ class WebConfig:
     headers: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_HEADERS))
     tls: TLSServerConfig | None = None
     source: str = ""
+
+    def remembering(self, running: WebConfig) -> WebConfig:
+        """This config, with ``running``'s basic auth (and its memory) when the users are unchanged.
+
+        A reload (SIGHUP, certificate rotation) then keeps every client's
+        remembered check: Prometheus' next scrape costs no bcrypt, even under a
+        flood of wrong passwords. Changed users or hashes start afresh.
+        """
+        kept = running.auth
+        if self.auth is not None and kept is not None and self.auth.same_users(kept):
+            return replace(self, auth=kept)
+        return self
 
     def rotate_into(self, live: ssl.SSLContext) -> None:
         """Apply this file's TLS settings to the listener's context, for new handshakes.

@@ -24,7 +24,7 @@ POOL = ThreadPoolExecutor(thread_name_prefix="service-pool")
 class E2EConfig(BaseServiceConfig):
     """What each cycle does, and where it leaves a mark."""
 
-    mode: Literal["ok", "fail", "flaky", "slow", "thread", "block", "pool"] = "ok"
+    mode: Literal["ok", "fail", "flaky", "slow", "thread", "block", "pool", "odd_name"] = "ok"
     marker_dir: str = ""
     fail_message: str = "always fails"
 
@@ -55,3 +55,5 @@ class E2EService(BaseService[E2EConfig]):
             time.sleep(60)  # noqa: ASYNC251
         if self.config.mode == "pool":  # a pool of the service's own, idle between uses
             POOL.submit(time.sleep, 0).result()
+        if self.config.mode == "odd_name":  # a file name that is not UTF-8
+            self.inc_counter(os.fsdecode(b"file_\xff"))
