@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import signal
 import subprocess
@@ -468,15 +469,17 @@ def test_a_factory_that_fails_is_the_services_error_not_a_usage_error(
     ("web_config", "expected"),
     [
         ("{dir}", "{dir}: a directory, not a web config file"),
-        ("/dev/zero", "/dev/zero: over 1024 KiB: not a config file?"),
+        ("/dev/zero", "/dev/zero: not a regular file"),
+        ("{dir}/pipe", "{dir}/pipe: not a regular file"),
         ("cost31.yml", "field 'basic_auth_users.a': bcrypt cost 31 is over 15"),
     ],
-    ids=["directory", "endless file", "bcrypt cost 31"],
+    ids=["directory", "endless file", "pipe with no writer", "bcrypt cost 31"],
 )
 def test_a_web_config_that_could_hang_or_trace_back_is_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, web_config: str, expected: str
 ) -> None:
-    """A directory, an endless file, a cost that would hang: one line, exit 2, at once."""
+    """A directory, an endless file, a pipe, a cost that would hang: one line, exit 2, at once."""
+    os.mkfifo(tmp_path / "pipe")  # before: open() waited for a writer, forever
     (tmp_path / "cost31.yml").write_text(f"basic_auth_users:\n  a: '$2b$31${'a' * 53}'\n")
     config = tmp_path / "svc.yaml"
     web = web_config.format(dir=tmp_path)

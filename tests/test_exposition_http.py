@@ -180,6 +180,26 @@ def test_failing_collector_gives_a_one_line_500() -> None:
     response = get(registry)
     assert response.status == 500
     assert response.body == b"collecting metrics failed: RuntimeError: database gone\n"
+
+
+def test_a_collector_error_without_a_message_is_still_a_one_line_500() -> None:
+    """An exception whose ``__str__`` raises gets a placeholder, not a failed answer."""
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise ValueError("no text")
+
+    class Broken:
+        def collect(self) -> list[Metric]:
+            raise Unprintable
+
+    registry = CollectorRegistry()
+    registry.register(Broken())
+    response = get(registry)
+    assert response.status == 500
+    assert response.body == (
+        b"collecting metrics failed: Unprintable: <Unprintable.__str__ failed>\n"
+    )
     assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
 
 

@@ -117,6 +117,22 @@ def test_error_messages_are_shortened_and_made_sendable(clock: FakeClock) -> Non
     assert history.now.last_error.message == "x" * 1000 + "... (500 more characters)"
 
 
+class Unprintable(Exception):
+    """An exception whose message cannot be made."""
+
+    def __str__(self) -> str:
+        raise ValueError("no text for this one")
+
+
+def test_an_error_whose_message_cannot_be_made_is_still_counted(clock: FakeClock) -> None:
+    """Its ``__str__`` raising does not escape (it ended the service before)."""
+    history = CycleHistory(clock)
+    history.cycle_failed(Unprintable(), 0.1)
+    assert history.now.failed == 1
+    assert history.now.last_error is not None
+    assert history.now.last_error.message == "<Unprintable.__str__ failed>"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -89,3 +89,35 @@ def test_text_logs_escape_control_characters_in_every_value(captured_logs: Captu
     assert "\x1b" not in text
     assert not any(line.startswith("2026-01-01") for line in text.splitlines())
     assert text.count("all good") == 3  # each of the three, escaped in place
+
+
+def test_messages_in_groups_notes_and_causes_are_escaped_too(captured_logs: CapturedLogs) -> None:
+    """An ExceptionGroup's members, notes and causes cannot forge lines either."""
+    forged = "bad\n2026-01-01T00:00:00Z [info     ] all good\x1b[32m"
+    member = RuntimeError(forged)
+    member.add_note(forged)
+    member.__cause__ = ValueError(forged)
+    with captured_logs("groups", "INFO", "text") as stream:
+        try:
+            raise ExceptionGroup("several", [member, KeyError(forged)])
+        except ExceptionGroup as exc:
+            get_logger("groups").error("cycle failed", exc_info=exc)
+    text = stream.getvalue()
+    assert "\x1b" not in text
+    assert not any(line.lstrip(" |+-").startswith("2026-01-01") for line in text.splitlines())
+    assert text.count("all good") == 4  # message, note, cause, and the key
+
+
+class Unprintable(Exception):
+    """An exception whose message cannot be made."""
+
+    def __str__(self) -> str:
+        raise ValueError("no text for this one")
+
+
+def test_an_exception_whose_str_raises_still_gets_its_line(captured_logs: CapturedLogs) -> None:
+    """Its message is a placeholder, as in Python's own tracebacks; the line is written."""
+    with captured_logs("unprintable", "INFO", "text") as stream:
+        get_logger("unprintable").error("cycle failed", exc_info=Unprintable())
+    text = stream.getvalue()
+    assert "cycle failed" in text and "Unprintable: <exception str() failed>" in text

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bigbrotr.core.clock import Clock
-from bigbrotr.core.history import CycleHistory, shortened
+from bigbrotr.core.history import CycleHistory, message_of, shortened
 from bigbrotr.core.logger import Throttle
 from bigbrotr.core.service_config import BaseServiceConfig
 from bigbrotr.core.service_metrics import ServiceMetrics
@@ -146,7 +146,7 @@ class CycleLoop:
         seen = self._failures.note((type(error).__name__, place))
         self._log.error(
             "cycle failed",
-            error=shortened(f"{type(error).__name__}: {error}"),
+            error=shortened(f"{type(error).__name__}: {message_of(error)}"),
             at=place,
             consecutive_failures=streak,
             **({"exc_info": error} if seen.first else {"repeat": seen.count}),

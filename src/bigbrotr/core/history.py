@@ -13,7 +13,15 @@ from dataclasses import dataclass, replace
 
 from bigbrotr.core.clock import Clock
 
-__all__ = ["HISTORY", "CycleHistory", "CycleRecord", "Cycles", "LastError", "shortened"]
+__all__ = [
+    "HISTORY",
+    "CycleHistory",
+    "CycleRecord",
+    "Cycles",
+    "LastError",
+    "message_of",
+    "shortened",
+]
 
 #: How many recent cycles the page charts.
 HISTORY = 60
@@ -58,6 +66,18 @@ def shortened(text: str) -> str:
     if len(text) <= _MAX_ERROR_TEXT:
         return text
     return f"{text[:_MAX_ERROR_TEXT]}... ({len(text) - _MAX_ERROR_TEXT} more characters)"
+
+
+def message_of(error: BaseException) -> str:
+    """``str(error)``, or a placeholder when its ``__str__`` raises (as tracebacks do).
+
+    A service's exception is the service's code: one whose message cannot be
+    made must still be counted and logged, not end the service.
+    """
+    try:
+        return str(error)
+    except Exception:
+        return f"<{type(error).__name__}.__str__ failed>"
 
 
 @dataclass(frozen=True)
@@ -123,7 +143,7 @@ class CycleHistory:
         self.now = replace(
             now,
             cycle_started_at=None,
-            last_error=LastError(kind, shortened(str(error)), at),
+            last_error=LastError(kind, shortened(message_of(error)), at),
             failed=now.failed + 1,
             consecutive_failures=now.consecutive_failures + 1,
             recent=_kept(now.recent, CycleRecord(at, duration, False, kind)),

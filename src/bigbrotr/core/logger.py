@@ -120,17 +120,33 @@ def _escaped_exception(logger: WrappedLogger, method: str, event: EventDict) -> 
         return event
     if error is None:
         return event
-    text = "".join(traceback.format_exception(error))
-    chain: list[BaseException] = []
-    while error is not None and error not in chain:
-        chain.append(error)
-        error = error.__cause__ or error.__context__
-    for each in chain:
-        message = str(each)
-        if message:
-            text = text.replace(f": {message}\n", f": {_escape(message, _CONTROL_OR_NEWLINE)}\n")
+    report = traceback.TracebackException.from_exception(error)
+    _escape_messages(report, set())
+    text = "".join(report.format())
     event["exception"] = _escape(text, _CONTROL)
     return event
+
+
+def _escape_messages(report: traceback.TracebackException, seen: set[int]) -> None:
+    """Escape the messages and notes of ``report``, its causes, contexts and group members.
+
+    The message is kept in ``TracebackException._str`` (3.11 to 3.13), already
+    a placeholder when ``__str__`` raised; without it, only control
+    characters are escaped (by the caller).
+    """
+    if id(report) in seen:
+        return
+    seen.add(id(report))
+    if isinstance(message := getattr(report, "_str", None), str):
+        setattr(report, "_str", _escape(message, _CONTROL_OR_NEWLINE))  # noqa: B010
+    if isinstance(notes := report.__notes__, list):  # a note that is not text is left as is
+        report.__notes__ = [
+            _escape(note, _CONTROL_OR_NEWLINE) if isinstance(note, str) else note for note in notes
+        ]
+    linked = (report.__cause__, report.__context__, *(report.exceptions or ()))
+    for each in linked:
+        if each is not None:
+            _escape_messages(each, seen)
 
 
 def _escaped_values(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:

@@ -242,10 +242,11 @@ def load_web_config(path: str | Path) -> WebConfig:
         ConfigFileError: For anything wrong in it, naming the file and the key.
         FileNotFoundError: If the file does not exist.
     """
-    try:
-        data, lines = load_yaml_with_lines(path)
-    except IsADirectoryError:
-        raise ConfigFileError(f"{path}: a directory, not a web config file") from None
+    if Path(path).is_dir():
+        raise ConfigFileError(f"{path}: a directory, not a web config file")
+    if Path(path).exists() and not Path(path).is_file():  # a pipe blocks, cannot be re-read
+        raise ConfigFileError(f"{path}: not a regular file (a web config is re-read on SIGHUP)")
+    data, lines = load_yaml_with_lines(path)
     try:
         parsed = WebConfigFile.model_validate(data)
     except ValidationError as exc:

@@ -247,8 +247,12 @@ def shutting_down() -> Response:
 
 
 def failure_reason(error: BaseException) -> str:
-    """The one-line reason for a collector's exception."""
-    return " ".join(f"collecting metrics failed: {type(error).__name__}: {error}".split())
+    """The one-line reason for a collector's exception (a placeholder if its ``__str__`` raises)."""
+    try:
+        message = str(error)
+    except Exception:
+        message = f"<{type(error).__name__}.__str__ failed>"
+    return " ".join(f"collecting metrics failed: {type(error).__name__}: {message}".split())
 
 
 @dataclass(frozen=True)
