@@ -75,7 +75,7 @@ oldest: $(OLDEST)/.installed
 		tests/test_renderer.py tests/test_exposition_http.py tests/test_server.py \
 		tests/test_asgi.py tests/test_adapters.py tests/test_config.py tests/test_yaml.py \
 		tests/test_logger.py tests/test_metrics_config.py tests/test_service_config.py \
-		tests/test_web_config.py tests/test_testing.py
+		tests/test_web_config.py tests/test_testing.py tests/test_schedule.py tests/test_cycle.py
 
 test: lint typecheck unit oldest
 

@@ -6,11 +6,14 @@ import json
 import linecache
 import time
 from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from prometheus_client import REGISTRY
 
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
+from bigbrotr.testing import FakeClock
 from tests.support.services import MetricsOn, Scripted, ScriptedService, UniqueName
 
 
@@ -341,3 +344,106 @@ async def test_a_cycle_cancelled_from_outside_is_no_longer_in_progress(
         await asyncio.wait_for(service.run_cycle(), 0.05)
     assert service.health().cycle_started_at is None
     assert service.status().cycles_failed == 0
+
+
+UTC = ZoneInfo("UTC")
+
+
+def at(hour: int, minute: int, second: float = 0) -> float:
+    """Unix time on 2026-06-01, UTC."""
+    return datetime(2026, 6, 1, hour, minute, tzinfo=UTC).timestamp() + second
+
+
+async def test_a_cron_service_waits_for_its_first_start_and_keeps_to_the_wall_clock(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
+    """No cycle at start with cron (run_at_start false); then each planned start."""
+    clock = FakeClock(wall=at(0, 3))
+    service = scripted()(metrics_on(schedule="*/10 * * * *"), [61, 0, 0], clock)
+    await service.run_forever()
+    assert service.wall_starts == [at(0, 10), at(0, 20), at(0, 30)]
+    assert max(service.waits) <= 60  # a wall-clock start is waited for in slices
+    assert counter(type(service), "cycles_skipped") == 0
+
+
+async def test_a_cycle_past_planned_starts_is_followed_at_once_and_skips_the_rest(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
+    """Never a burst: one cycle at once, the starts passed over counted, then the schedule."""
+    clock = FakeClock(wall=at(0, 3))
+    service = scripted()(metrics_on(schedule="*/10 * * * *"), [25 * 60, 0, 0], clock)
+    await service.run_forever()
+    # 00:10 ran to 00:35, past 00:20 and 00:30: one cycle at once stands for them
+    assert service.wall_starts == [at(0, 10), at(0, 35), at(0, 40)]
+    assert counter(type(service), "cycles_skipped") == 1
+    assert counter(type(service), "cycles_over_interval") == 1
+
+
+@pytest.mark.parametrize(
+    ("jump", "expected_start", "skipped"),
+    [
+        (3600, at(1, 4), 5),  # 00:10 to 01:00 passed while waiting: one cycle now, 5 skipped
+        (-3600, at(0, 10), 0),  # the clock went back an hour: 00:10 is waited for again
+    ],
+    ids=["forward", "back"],
+)
+async def test_a_wall_clock_jump_moves_the_cron_start_with_it(
+    scripted: Scripted, metrics_on: MetricsOn, jump: float, expected_start: float, skipped: int
+) -> None:
+    """A cron start follows the wall clock, read again at least once a minute."""
+    clock = FakeClock(wall=at(0, 3))
+
+    class Jumping(scripted()):  # type: ignore[misc]
+        async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109
+            if not self.waits:
+                clock.jump(jump)
+            stopping: bool = await super().wait(timeout)
+            return stopping
+
+    service = Jumping(metrics_on(schedule="*/10 * * * *"), [0], clock)
+    await service.run_forever()
+    assert service.wall_starts == [expected_start]
+    assert counter(Jumping, "cycles_skipped") == skipped
+
+
+async def test_jitter_delays_each_planned_start_without_drift(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
+    """Each start is its planned one plus [0, jitter), announced by the gauge; no drift."""
+    announced = []
+
+    class Recording(scripted()):  # type: ignore[misc]
+        async def run(self) -> None:  # the gauge still says when this cycle was due
+            announced.append(gauge(type(self), "next_cycle_timestamp"))
+            await super().run()
+
+    service = Recording(metrics_on(interval=60, jitter=30), [1.0] * 20)
+    await service.run_forever()
+    first = service.cycle_starts[0]
+    delays = [start - (first + 60 * n) for n, start in enumerate(service.cycle_starts)]
+    assert delays[0] == 0 and all(0 <= delay < 30 for delay in delays)
+    assert len({round(delay, 6) for delay in delays}) > 5  # random, not one fixed delay
+    assert max(delays) > 15  # spread over the window, and no accumulation past it
+    assert announced == [pytest.approx(wall) for wall in service.wall_starts]
+
+
+async def test_run_at_start_false_waits_one_interval_first(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
+    """An interval service told not to run at start begins one interval in."""
+    service = scripted()(metrics_on(interval=30, run_at_start=False), [0, 0])
+    await service.run_forever()
+    assert service.cycle_starts == [1030, 1060]
+
+
+async def test_next_cycle_timestamp_is_known_from_the_start(
+    scripted: Scripted, metrics_on: MetricsOn
+) -> None:
+    """Before the first cycle the gauge holds its planned start; cycles_skipped starts at 0."""
+    clock = FakeClock(wall=at(2, 0))
+    service = scripted()(metrics_on(schedule="0 3 * * *"), [0], clock)
+    assert service.next_start() == at(3, 0)
+    assert gauge(type(service), "next_cycle_timestamp") == at(3, 0)
+    await service.run_forever()
+    assert service.wall_starts == [at(3, 0)]
+    assert gauge(type(service), "next_cycle_timestamp") == at(3, 0) + 86400

@@ -116,6 +116,27 @@ def test_an_empty_file_gives_the_defaults(tmp_path: Path) -> None:
         ("shutdown_grace: [1]\n", ": field 'shutdown_grace': Input should be a valid number"),
         ("- interval\n", ":1: top level must be a mapping of settings, got a list"),
         ("interval: 5\n  port: 1\n", ":2: mapping values are not allowed here"),
+        (
+            "interval: 60\nschedule: '0 3 * * *'\n",
+            ": field 'schedule': give interval or schedule, not both (got '0 3 * * *')",
+        ),
+        (
+            "schedule: '0 3 * *'\n",
+            ": field 'schedule': not a cron expression (Wrong number of fields): expected five"
+            " fields, minute hour day month weekday",
+        ),
+        (
+            "schedule: '@daily'\ntimezone: Europe/Berln\n",
+            ": field 'timezone': unknown time zone 'Europe/Berln': expected an IANA name",
+        ),
+        ("timezone: Europe/Berlin\n", ": field 'timezone': applies to a cron schedule only"),
+        (
+            "schedule: '*/5 * * * *'\njitter: 300\n",
+            ": field 'jitter': must be shorter than the shortest gap between planned starts"
+            " (300 s) (got 300.0)",
+        ),
+        ("interval: 10\njitter: 10\n", ": field 'jitter': must be shorter than the shortest"),
+        ("jitter: -1\n", ": field 'jitter': Input should be greater than or equal to 0"),
     ],
 )
 def test_load_config_errors_name_the_file_and_the_field_or_line(
@@ -129,6 +150,14 @@ def test_load_config_errors_name_the_file_and_the_field_or_line(
     message = str(info.value)
     assert message.startswith(f"{path}{expected}"), message
     assert "\n" not in message
+
+
+def test_run_at_start_defaults_to_the_schedules_way() -> None:
+    """At once with an interval (as always), at the first planned start with cron."""
+    assert BaseServiceConfig().runs_at_start() is True
+    assert BaseServiceConfig(schedule="@daily").runs_at_start() is False
+    assert BaseServiceConfig(schedule="@daily", run_at_start=True).runs_at_start() is True
+    assert BaseServiceConfig(interval=5, run_at_start=False).runs_at_start() is False
 
 
 def test_a_missing_file_is_file_not_found(tmp_path: Path) -> None:

@@ -162,6 +162,24 @@ def test_page_escapes_what_the_service_says(snapshot: StatusSnapshot) -> None:
     assert html.count("<script>") == 1  # the page's own
 
 
+def test_page_and_json_show_the_schedule_in_words_and_the_next_start(
+    snapshot: StatusSnapshot,
+) -> None:
+    """The schedule as written, its zone, and when the next cycle starts; escaped."""
+    nightly = dataclasses.replace(
+        snapshot, schedule="30 2 * * * (Europe/Berlin)", next_start=snapshot.now + 250
+    )
+    html = page(nightly, metrics_path="/metrics")
+    assert '<div class="value">30 2 * * * (Europe/Berlin)</div>' in html
+    assert "in 4 min 10 s (2023-11-14 22:19:10 UTC)" in html
+    assert as_json(nightly)["schedule"] == "30 2 * * * (Europe/Berlin)"
+    assert as_json(nightly)["next_cycle_timestamp"] == snapshot.now + 250
+    due = dataclasses.replace(nightly, next_start=snapshot.now - 1, schedule="<i>")
+    html = page(due, metrics_path="/metrics")
+    assert '<div class="value">now</div>' in html and "<i>" not in html
+    assert '<div class="value">every 30.0 s</div>' in page(snapshot, metrics_path="/metrics")
+
+
 def test_page_marks_failed_cycles_in_the_chart(snapshot: StatusSnapshot) -> None:
     """One bar per cycle; the failed one has its own class and says why in its tooltip."""
     html = page(snapshot, metrics_path="/metrics")

@@ -2,8 +2,10 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bigbrotr.core import service_metrics as m
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
@@ -151,3 +153,40 @@ def test_collectors_registered_in_a_test_are_gone_after_it(tmp_path: Path) -> No
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
+
+
+class Nightly(BaseService[BaseServiceConfig]):
+    """A nightly job; each cycle takes no time."""
+
+    SERVICE_NAME = "nightly"
+
+    async def run(self) -> None:
+        pass
+
+
+async def test_a_cron_service_crosses_a_daylight_saving_change_without_sleeping(
+    bigbrotr: Make,
+) -> None:
+    """The evening before the clocks go forward: 02:30 does not exist, the job still runs once."""
+    berlin = ZoneInfo("Europe/Berlin")
+    clock = FakeClock(wall=datetime(2026, 3, 28, 21, 0, tzinfo=berlin))
+    config = {"schedule": "30 2 * * *", "timezone": "Europe/Berlin"}
+    harness = bigbrotr(Nightly, config, clock=clock)
+    started = []
+    for _ in range(3):
+        assert await harness.run_cycles(1) == [True]
+        started.append(datetime.fromtimestamp(clock.time(), berlin).isoformat())
+    assert started == [
+        "2026-03-29T03:00:00+02:00",  # 02:00-03:00 does not exist that day: once, at 03:00
+        "2026-03-30T02:30:00+02:00",
+        "2026-03-31T02:30:00+02:00",
+    ]
+    assert harness.value("service_counter_total", name="cycles_success") == 3
+    assert harness.value("service_counter_total", name="cycles_skipped") == 0
+    tomorrow = datetime(2026, 4, 1, 2, 30, tzinfo=berlin).timestamp()
+    assert harness.value("service_gauge", name="next_cycle_timestamp") == tomorrow
+    async with harness.serve():
+        assert (await harness.scrape("/readyz")).status == 200  # a daily job is not stale
+        status = json.loads((await harness.scrape("/status.json")).text)
+    assert status["schedule"] == "30 2 * * * (Europe/Berlin)"
+    assert status["next_cycle_timestamp"] == tomorrow

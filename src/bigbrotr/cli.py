@@ -13,11 +13,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from bigbrotr import __version__
 from bigbrotr.ports import valid_port
 from bigbrotr.process import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ShutdownSignals, UsageError
+
+if TYPE_CHECKING:  # imported when used: --version and export need no pydantic
+    from bigbrotr.core.service_config import BaseServiceConfig
 
 __all__ = ["main"]
 
@@ -190,7 +193,24 @@ def _check(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     target.check_web_config(config)
     target.build(config)  # what `run` would do next, so `check` fails where `run` would
     print(yaml.safe_dump(masked(config), sort_keys=False), end="")
+    print(f"# {_first_start(config)}")
     return EXIT_OK
+
+
+def _first_start(config: BaseServiceConfig) -> str:
+    """The schedule in words and when a start now would run its first cycle (for people)."""
+    import time
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    schedule = config.cycle_schedule()
+    jitter = f", plus up to {config.jitter:g} s of jitter" if config.jitter else ""
+    if config.runs_at_start():
+        return f"{schedule.text}: the first cycle at start"
+    if config.schedule is None:
+        return f"{schedule.text}: the first cycle one interval after start{jitter}"
+    first = datetime.fromtimestamp(schedule.after(time.time()), ZoneInfo(config.timezone))
+    return f"{schedule.text}: started now, the first cycle at {first.isoformat()}{jitter}"
 
 
 def _run(args: argparse.Namespace, signals: ShutdownSignals) -> int:

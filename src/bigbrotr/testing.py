@@ -35,6 +35,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pytest
@@ -52,15 +53,35 @@ S = TypeVar("S", bound="BaseService[Any]")
 class FakeClock:
     """Time that moves only when told to, or when the service waits.
 
-    ``now`` is the monotonic time; wall time moves with it, from
-    ``wall_start`` (by default the real time when the clock is made). A wait
-    advances the clock by its whole timeout at once (shutdown still ends it
-    first), so a test never sleeps.
+    ``now`` is the monotonic time; wall time moves with it, from ``wall`` (an
+    aware datetime or Unix seconds; by default the real time when the clock
+    is made), so a cron service can be started the evening before a
+    daylight-saving change. A wait advances the clock by its whole timeout at
+    once (shutdown still ends it first), so a test never sleeps.
+
+    Args:
+        start: The first monotonic time.
+        wall_start: Unix seconds at ``start`` (the older name of ``wall``).
+        wall: The wall time at ``start``: an aware ``datetime`` or Unix seconds.
+
+    Raises:
+        ValueError: ``wall`` is a naive datetime (which zone would it be in?).
     """
 
-    def __init__(self, start: float = 1000.0, wall_start: float | None = None) -> None:
+    def __init__(
+        self,
+        start: float = 1000.0,
+        wall_start: float | None = None,
+        *,
+        wall: datetime | float | None = None,
+    ) -> None:
+        if isinstance(wall, datetime):
+            if wall.tzinfo is None:
+                raise ValueError("FakeClock(wall=...) needs an aware datetime (give tzinfo)")
+            wall = wall.timestamp()
+        wall = wall if wall is not None else wall_start
         self.now = self._start = start
-        self._wall_start = time.time() if wall_start is None else wall_start
+        self._wall_start = time.time() if wall is None else wall
 
     def __call__(self) -> float:
         """The current fake monotonic time."""
@@ -69,6 +90,15 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move time forward."""
         self.now += seconds
+
+    def jump(self, seconds: float) -> None:
+        """Move wall time only (an NTP step, a resumed VM); monotonic time stays."""
+        self._wall_start += seconds
+
+    def advance_to(self, wall: datetime | float) -> None:
+        """Move time forward to the wall time ``wall`` (an aware datetime or Unix seconds)."""
+        target = wall.timestamp() if isinstance(wall, datetime) else wall
+        self.now += max(0.0, target - self.time())
 
     def monotonic(self) -> float:
         """The current fake monotonic time."""
@@ -110,16 +140,20 @@ class ServiceHarness(Generic[S]):
         self._server: MetricsServer | None = None
 
     async def run_cycles(self, count: int) -> list[bool]:
-        """Run ``count`` cycles, the clock moving one interval from start to start.
+        """Run ``count`` cycles, the clock moved to each planned start in turn.
+
+        With ``interval`` that is one interval from start to start (the first
+        at once, unless ``run_at_start: false``); with ``schedule``, each cron
+        start in its time zone, jitter included. A cycle that runs past the
+        next start is followed at once, as in ``run_forever``.
 
         Returns:
             Whether each cycle succeeded.
         """
         outcomes = []
         for _ in range(count):
-            started = self.clock()
+            self.clock.advance_to(self.service.next_start())
             outcomes.append(await self.service.run_cycle())
-            self.clock.now = max(self.clock(), started + self.service.config.interval)
         return outcomes
 
     def value(self, sample_name: str, /, **labels: str) -> float | None:
@@ -175,6 +209,9 @@ class ServiceHarness(Generic[S]):
 def bigbrotr() -> Iterator[Callable[..., ServiceHarness[Any]]]:
     """Build services under test: ``bigbrotr(ServiceClass, config_dict, **dependencies)``.
 
+    ``clock=FakeClock(wall=...)`` starts the service at a wall time of the
+    test's choosing (a cron service the evening before a daylight-saving day).
+
     The config gets ``metrics: {enabled: true, port: 0}`` unless it says
     otherwise. At the end, each service's series are removed from the registry,
     and async collectors registered during the test are unregistered.
@@ -185,14 +222,18 @@ def bigbrotr() -> Iterator[Callable[..., ServiceHarness[Any]]]:
     collectors_before = {id(collector) for collector in registered()}
 
     def build(
-        service_class: type[S], config: dict[str, Any] | None = None, **dependencies: Any
+        service_class: type[S],
+        config: dict[str, Any] | None = None,
+        *,
+        clock: FakeClock | None = None,
+        **dependencies: Any,
     ) -> ServiceHarness[S]:
         data = dict(config or {})
         data["metrics"] = {"enabled": True, "port": 0, **data.get("metrics", {})}
         settings = service_class.CONFIG_CLASS.model_validate(data)
         from bigbrotr.core.clock import using_clock
 
-        clock = FakeClock()
+        clock = clock if clock is not None else FakeClock()
         with using_clock(clock):
             harness = ServiceHarness(service_class(settings, **dependencies), clock)
         made.append(harness)

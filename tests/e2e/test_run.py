@@ -1,4 +1,5 @@
 import base64
+import json
 import signal
 import socket
 import ssl
@@ -328,3 +329,33 @@ def test_a_failure_message_cannot_forge_text_log_lines(start_cli: StartCLI) -> N
     assert "\x1b" not in log
     assert not any(line.startswith("2026-01-01") for line in log.splitlines())
     assert "RuntimeError: bad\\n2026-01-01T00:00:00Z [info     ] all good\\x1b[32m" in log
+
+
+@pytest.mark.parametrize("run_at_start", [False, True])
+def test_a_cron_service_over_http_announces_its_next_start(
+    start_cli: StartCLI, scrape: Scrape, wait_until: WaitUntil, run_at_start: bool
+) -> None:
+    """Scraped: the next minute as its next start, skips at 0; status.json has the schedule."""
+    config = {"schedule": "* * * * *", "run_at_start": run_at_start,
+              "metrics": {"enabled": True, "port": 0}}  # fmt: skip
+    cli = start_cli("run", TARGET, "--log-format", "json", config=config)
+    url = cli.metrics_url()
+    labels = {"service": "e2e"}
+
+    def scraped() -> str:
+        text = scrape(url)
+        succeeded = sample_value(text, "service_counter_total", name="cycles_success", **labels)
+        started = succeeded is not None and succeeded >= (1 if run_at_start else 0)
+        return text if started else ""
+
+    text = wait_until(scraped, what="the first scrape after the start")
+    next_start = sample_value(text, "service_gauge", name="next_cycle_timestamp", **labels)
+    assert next_start is not None and next_start % 60 == 0  # on a minute, in UTC
+    assert sample_value(text, "service_counter_total", name="cycles_skipped", **labels) == 0
+    assert sample_value(text, "service_gauge", name="interval_seconds", **labels) == 60
+    status = json.loads(scrape(url.removesuffix("/metrics") + "/status.json"))
+    assert status["schedule"] == "* * * * * (UTC)"
+    assert status["next_cycle_timestamp"] in (next_start, next_start + 60)  # a minute turned
+    assert status["ready"] is True  # waiting for its first start is not stale
+    cli.signal(signal.SIGTERM)
+    assert cli.wait() == 0

@@ -31,13 +31,15 @@ class ScriptedService(BaseService[BaseServiceConfig]):
         self,
         config: BaseServiceConfig | None = None,
         script: list[float | BaseException] | None = None,
+        clock: FakeClock | None = None,
     ) -> None:
-        self.fake_clock = FakeClock()
+        self.fake_clock = clock or FakeClock()
         with using_clock(self.fake_clock):
             super().__init__(config)
         self.script = list(script or [])
         self.calls: list[str] = []
         self.cycle_starts: list[float] = []
+        self.wall_starts: list[float] = []
         self.waits: list[float] = []
 
     async def wait(self, timeout: float) -> bool:  # noqa: ASYNC109
@@ -47,6 +49,7 @@ class ScriptedService(BaseService[BaseServiceConfig]):
     async def cleanup(self) -> int:
         self.calls.append("cleanup")
         self.cycle_starts.append(self.fake_clock())
+        self.wall_starts.append(self.fake_clock.time())
         return 0
 
     async def run(self) -> None:

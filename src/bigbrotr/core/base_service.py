@@ -101,6 +101,7 @@ class BaseService(ABC, Generic[ConfigT]):
         self._started = False
         self._watchdog_now: LoopWatchdog | None = None
         self._history = CycleHistory(self._clock)
+        self._schedule = self._config.cycle_schedule()
         self._metrics = ServiceMetrics(
             self.SERVICE_NAME, self._config.metrics, self._clock, self.log
         )
@@ -205,9 +206,13 @@ class BaseService(ABC, Generic[ConfigT]):
         self.request_shutdown()
 
     async def run_forever(self) -> bool:
-        """Run cycles on a fixed start-to-start schedule until told to stop.
+        """Run cycles on the service's schedule until told to stop.
 
-        A cycle that overruns the interval is followed at once by the next.
+        ``interval`` counts start to start; ``schedule`` is a cron expression
+        in ``timezone``; the first cycle runs at once or not (``run_at_start``).
+        A cycle that runs past the next planned start is followed at once by
+        the next; the planned starts it passed over are counted
+        (``cycles_skipped``), never replayed.
         After a shutdown request, a cycle in progress has ``shutdown_grace``
         seconds to finish before it is cancelled. ``CancelledError``,
         ``KeyboardInterrupt`` and ``SystemExit`` propagate; any other exception
@@ -234,7 +239,8 @@ class BaseService(ABC, Generic[ConfigT]):
         ``shutdown_grace`` seconds after a shutdown request. While it runs,
         ``service_gauge`` named ``cycle_in_progress_start_timestamp`` holds its
         start (Unix time; 0 between cycles), so a hung cycle shows in alerts.
-        A cycle longer than ``interval`` (failed or not) adds to
+        A cycle longer than ``interval`` (failed or not; with ``schedule``, one
+        that runs past the next planned start) adds to
         ``cycles_over_interval``: "more than 5% of them" is the exact "p95 of
         the cycle duration exceeds the interval".
 
@@ -244,15 +250,22 @@ class BaseService(ABC, Generic[ConfigT]):
         self._start()
         return await self._cycles.run_cycle()
 
+    def next_start(self) -> float:
+        """When the next cycle is planned to start (Unix time, jitter included).
+
+        Before the first cycle this plans it: now with ``run_at_start``, else
+        the schedule's first start. The testing kit moves its clock here.
+        """
+        return self._cycles.next_start()
+
     def health(self) -> HealthSnapshot:
         """The service's state for ``/healthz`` and ``/readyz``; safe from any thread."""
         return self._health(self._history.now)
 
     def _health(self, cycles: Cycles) -> HealthSnapshot:
         config = self._config
-        stale_after = config.stale_after or (
-            2 * config.interval + (config.cycle_timeout or config.interval)
-        )
+        gap = self._schedule.longest_gap  # a daily job is not stale between its runs
+        stale_after = config.stale_after or (2 * gap + (config.cycle_timeout or gap))
         watchdog = self._watchdog_now
         return HealthSnapshot(
             now=self._clock.monotonic(),
@@ -278,7 +291,9 @@ class BaseService(ABC, Generic[ConfigT]):
             health=self._health(cycles),
             cycles_succeeded=cycles.succeeded,
             cycles_failed=cycles.failed,
-            interval=self._config.interval,
+            interval=self._schedule.longest_gap,
+            schedule=self._schedule.text,
+            next_start=self._cycles.next_start_at,
             last_error=cycles.last_error,
             recent=cycles.recent,
             loop_lag=watchdog.lag() if watchdog is not None else None,
@@ -361,4 +376,6 @@ class BaseService(ABC, Generic[ConfigT]):
             adopt_loop(asyncio.get_running_loop())
         self._history.start()
         config = self._config
-        self._metrics.start(self.SERVICE_VERSION, config.interval, config.max_consecutive_failures)
+        # interval_seconds: the longest gap, which the staleness alerts compare against
+        gap = self._schedule.longest_gap
+        self._metrics.start(self.SERVICE_VERSION, gap, config.max_consecutive_failures)

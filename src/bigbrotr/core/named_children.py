@@ -38,12 +38,14 @@ AUTOMATIC_NAMES = frozenset(
         "cycles_success",
         "cycles_failed",
         "cycles_over_interval",
+        "cycles_skipped",
         "consecutive_failures",
         "last_cycle_timestamp",
         "cycle_in_progress_start_timestamp",
         "interval_seconds",
         "max_consecutive_failures",
         "start_timestamp",
+        "next_cycle_timestamp",
     )
 )
 

@@ -162,7 +162,7 @@ class ServiceMetrics:
                 "bigbrotr_version": __version__,
             }
         )
-        for name in ("cycles_success", "cycles_failed", "cycles_over_interval"):
+        for name in ("cycles_success", "cycles_failed", "cycles_over_interval", "cycles_skipped"):
             self.counters[name].inc(0)
         self.gauges["consecutive_failures"].set(0)
         self.gauges["cycle_in_progress_start_timestamp"].set(0)
@@ -184,11 +184,20 @@ class ServiceMetrics:
         """A cycle starts: its start shows until it ends, so a hung cycle shows in alerts."""
         self.gauges["cycle_in_progress_start_timestamp"].set(self._clock.time())
 
-    def cycle_ended(self, duration: float, interval: float) -> None:
-        """A cycle ended, whatever its outcome; longer than ``interval`` is counted."""
+    def cycle_ended(self, *, ran_past: bool) -> None:
+        """A cycle ended, whatever its outcome; one that ran past the next planned start counts."""
         self.gauges["cycle_in_progress_start_timestamp"].set(0)
-        if duration > interval:  # the next one starts late
+        if ran_past:  # the next one starts late
             self.counters["cycles_over_interval"].inc()
+
+    def cycles_skipped(self, count: int) -> None:
+        """``count`` planned starts passed without a cycle of their own."""
+        if count > 0:
+            self.counters["cycles_skipped"].inc(count)
+
+    def next_cycle(self, at: float) -> None:
+        """The next cycle is planned to start at ``at`` (Unix time, jitter included)."""
+        self.gauges["next_cycle_timestamp"].set(at)
 
     def cycle_succeeded(self, duration: float) -> None:
         """A cycle succeeded after ``duration`` seconds."""

@@ -51,11 +51,16 @@ class StatusSnapshot:
         health: The same snapshot ``/readyz`` judges.
         cycles_succeeded: Successful cycles since start.
         cycles_failed: Failed cycles since start.
-        interval: Seconds between cycle starts.
+        interval: Seconds between cycle starts (for a cron schedule, the
+            longest gap between planned starts).
         last_error: The latest failure, or None.
         recent: The last ``HISTORY`` cycles, oldest first.
         loop_lag: The event loop's latest lag in seconds, or None without a
             watchdog.
+        schedule: The schedule in words (``every 60 s``, ``0 3 * * *
+            (Europe/Berlin)``); "" when not known.
+        next_start: Unix time the next cycle is planned to start (jitter
+            included), or None before it is planned.
     """
 
     service: str
@@ -69,6 +74,8 @@ class StatusSnapshot:
     last_error: LastError | None
     recent: tuple[CycleRecord, ...]
     loop_lag: float | None
+    schedule: str = ""
+    next_start: float | None = None
 
 
 #: The page's words for each state (the JSON keeps the token).
@@ -147,6 +154,8 @@ def as_json(snapshot: StatusSnapshot) -> dict[str, Any]:
         "max_consecutive_failures": snapshot.health.max_consecutive_failures,
         "seconds_since_last_success": _since_success(snapshot),
         "interval_seconds": snapshot.interval,
+        "schedule": snapshot.schedule,
+        "next_cycle_timestamp": snapshot.next_start,
         "loop_lag_seconds": snapshot.loop_lag,
         "last_error": None
         if error is None
@@ -156,6 +165,18 @@ def as_json(snapshot: StatusSnapshot) -> dict[str, Any]:
             for c in snapshot.recent
         ],
     }
+
+
+def _schedule(snapshot: StatusSnapshot) -> str:
+    return snapshot.schedule or f"every {seconds(snapshot.interval)}"
+
+
+def _next_start(snapshot: StatusSnapshot) -> str:
+    """``in 4 min 10 s (03:00:00 UTC)``; ``now`` once due; ``not planned`` before."""
+    if snapshot.next_start is None:
+        return "not planned"
+    left = snapshot.next_start - snapshot.now
+    return "now" if left <= 0 else f"in {seconds(left)} ({utc(snapshot.next_start)})"
 
 
 def _tile(label: str, value: str, *, name: str, bad: bool = False) -> str:
@@ -188,7 +209,8 @@ def _main(snapshot: StatusSnapshot) -> str:
             "never" if since is None else f"{seconds(since)} ago",
             name="since-success",
         ),
-        _tile("Interval", seconds(snapshot.interval), name="interval"),
+        _tile("Schedule", escape(_schedule(snapshot)), name="schedule"),
+        _tile("Next cycle", _next_start(snapshot), name="next-start"),
         _tile(
             "Event loop lag",
             "not watched" if snapshot.loop_lag is None else seconds(snapshot.loop_lag),
