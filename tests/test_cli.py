@@ -185,7 +185,7 @@ def test_check_invalid_config_is_one_line_exit_2(
         ),
         (["check", ".relative:Thing"], "cannot import module '.relative'"),
         (["check", "bigbrotr.core.base_service:BaseService"], "cannot build BaseService"),
-        (["run"], "required: TARGET"),
+        (["run"], "give a TARGET, or --config FILE with services: (a process file)"),
         (["run", "demo", "--log-format", "xml"], "invalid choice: 'xml'"),
         (["run", "demo", "--port", "80"], "80 is not 0 or 1024-65535"),
         (["run", "demo", "--port", "http"], "'http' is not a port number"),

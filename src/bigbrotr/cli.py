@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from bigbrotr import __version__
 from bigbrotr.ports import valid_port
@@ -21,6 +21,7 @@ from bigbrotr.process import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ShutdownSign
 
 if TYPE_CHECKING:  # imported when used: --version and export need no pydantic
     from bigbrotr.core.service_config import BaseServiceConfig
+    from bigbrotr.process_file import Process
 
 __all__ = ["main"]
 
@@ -28,6 +29,10 @@ _TARGET_HELP = (
     "a bundled service (demo), package.module:ClassName (a BaseService subclass), or "
     "package.module:function (a factory taking the loaded config, returning the service)"
 )
+
+
+_NO_TARGET = "; none with a process file (--config FILE with services:)"
+_CONFIG_HELP = "YAML configuration file: the service's, or a process file (services:)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,12 +63,13 @@ def _build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "examples:\n  bigbrotr run demo\n  bigbrotr run demo --port 8001\n"
-            "  bigbrotr run myapp.jobs:Fetcher --config fetcher.yaml --log-format json"
+            "  bigbrotr run myapp.jobs:Fetcher --config fetcher.yaml --log-format json\n"
+            "  bigbrotr run --config jobs.yaml   (a process file: several services, one port)"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
-    run.add_argument("--config", metavar="FILE", type=Path, help="YAML configuration file")
+    run.add_argument("target", metavar="TARGET", nargs="?", help=_TARGET_HELP + _NO_TARGET)
+    run.add_argument("--config", metavar="FILE", type=Path, help=_CONFIG_HELP)
     run.add_argument("--once", action="store_true", help="run one cycle and exit")
     run.add_argument(
         "--port",
@@ -85,8 +91,8 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  bigbrotr check myapp.jobs:Fetcher --config fetcher.yaml",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    check.add_argument("target", metavar="TARGET", help=_TARGET_HELP)
-    check.add_argument("--config", metavar="FILE", type=Path, help="YAML configuration file")
+    check.add_argument("target", metavar="TARGET", nargs="?", help=_TARGET_HELP + _NO_TARGET)
+    check.add_argument("--config", metavar="FILE", type=Path, help=_CONFIG_HELP)
     check.set_defaults(handler=_check)
     _add_export(commands)
     return parser
@@ -187,6 +193,22 @@ def _check(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     signals.restore()  # nothing to stop gracefully: Ctrl-C just interrupts
     from bigbrotr.core.config import masked
 
+    if (process := _process(args)) is not None:
+        from bigbrotr.targets import check_endpoint
+
+        check_endpoint(process.metrics, process.source)
+        process.build()  # what `run` would do next
+        resolved = {
+            "metrics": masked(process.metrics),
+            "services": {  # each with the process's endpoint: only what is its own
+                name: {"target": target.name, "config": _own(masked(config))}
+                for name, target, config in process.services
+            },
+        }
+        print(yaml.safe_dump(resolved, sort_keys=False), end="")
+        for name, _, config in process.services:
+            print(f"# {name}: {_first_start(config)}")
+        return EXIT_OK
     target = resolve_target(args.target)
     config = target.load_config(args.config)
     target.check_host(config, args.config)
@@ -195,6 +217,14 @@ def _check(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     print(yaml.safe_dump(masked(config), sort_keys=False), end="")
     print(f"# {_first_start(config)}")
     return EXIT_OK
+
+
+def _own(config: dict[str, Any]) -> dict[str, Any]:
+    """A service's resolved config in a process: its ``metrics`` only as far as it is its own."""
+    from bigbrotr.process_file import PER_SERVICE_METRICS
+
+    metrics = {key: config["metrics"][key] for key in sorted(PER_SERVICE_METRICS)}
+    return {**config, "metrics": metrics}
 
 
 def _first_start(config: BaseServiceConfig) -> str:
@@ -213,10 +243,46 @@ def _first_start(config: BaseServiceConfig) -> str:
     return f"{schedule.text}: started now, the first cycle at {first.isoformat()}{jitter}"
 
 
+def _process(args: argparse.Namespace) -> Process | None:
+    """The process file ``--config`` names when there is no TARGET; None with a TARGET.
+
+    Raises:
+        UsageError: Neither a TARGET nor a process file, or a TARGET with one.
+    """
+    from bigbrotr.process_file import is_process_file, load_process
+
+    if args.target is not None:
+        if args.config is not None and is_process_file(args.config):
+            raise UsageError(
+                f"{args.config} is a process file (services:), which names its own targets:"
+                f" bigbrotr {args.command} --config {args.config}"
+            )
+        return None
+    if args.config is None:
+        raise UsageError("give a TARGET, or --config FILE with services: (a process file)")
+    return load_process(args.config)
+
+
+def _run_process(args: argparse.Namespace, signals: ShutdownSignals, process: Process) -> int:
+    from bigbrotr import runner
+    from bigbrotr.core.logger import configure_logging
+    from bigbrotr.core.service_group import ServiceGroup
+
+    if args.port is not None:
+        if args.once:
+            raise UsageError("--port: a --once run serves no metrics (it can push them)")
+        process = process.with_port(args.port)
+    group = ServiceGroup(process.build())
+    configure_logging(process.source.stem, args.log_level, args.log_format)
+    return runner.run_group(group, process.metrics, signals, once=args.once)
+
+
 def _run(args: argparse.Namespace, signals: ShutdownSignals) -> int:
     from bigbrotr import runner, targets
     from bigbrotr.core.logger import configure_logging, get_logger
 
+    if (process := _process(args)) is not None:
+        return _run_process(args, signals, process)
     target = targets.resolve_target(args.target)
     config = target.load_config(args.config)
     if args.port is not None:
@@ -257,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args, signals)
     except UsageError as exc:
+        signals.restore()  # nothing runs after a mistake
         print(f"bigbrotr: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:  # Ctrl-C during `check`

@@ -14,12 +14,10 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 if TYPE_CHECKING:
     import asyncio
-
-    from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 
 __all__ = [
     "EXIT_FAILED",
@@ -27,6 +25,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "ShutdownSignals",
+    "Stoppable",
     "UsageError",
 ]
 
@@ -42,6 +41,13 @@ class UsageError(Exception):
     The command line prints it after ``bigbrotr: error:`` and exits with
     ``EXIT_USAGE``, never with a traceback.
     """
+
+
+class Stoppable(Protocol):
+    """What a signal stops: a service, or a group of them."""
+
+    def request_shutdown(self) -> None:
+        """Stop after the current cycle(s)."""
 
 
 class ShutdownSignals:
@@ -64,7 +70,7 @@ class ShutdownSignals:
 
     def __init__(self) -> None:
         self.received = 0
-        self._service: BaseService[BaseServiceConfig] | None = None
+        self._service: Stoppable | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reload: Callable[[], object] | None = None
         self._hangup_ignored = False
@@ -98,8 +104,8 @@ class ShutdownSignals:
         """
         self._reload = reload
 
-    def attach(self, service: BaseService[BaseServiceConfig]) -> None:
-        """Send the shutdown request to ``service``, on the running loop."""
+    def attach(self, service: Stoppable) -> None:
+        """Send the shutdown request to ``service`` (or a group), on the running loop."""
         import asyncio
 
         self._service, self._loop = service, asyncio.get_running_loop()

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from urllib.parse import quote_plus
 
 import aiohttp
 from prometheus_client import REGISTRY
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
 
 from bigbrotr.core.async_collectors import refresh as refresh_async_collectors
@@ -29,11 +30,32 @@ from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics_config import PushgatewayConfig
 from bigbrotr.core.samples import samples
 
-__all__ = ["MAX_PAGE_BYTES", "group_url", "push"]
+__all__ = ["MAX_PAGE_BYTES", "PushgatewayConfig", "ServiceView", "group_url", "push"]
 
 _log = get_logger(__name__)
 #: The most of the Pushgateway's page read back for the last success.
 MAX_PAGE_BYTES = 64 * 1024 * 1024
+
+
+class ServiceView:
+    """One service's series of a registry, and those of no service (the process's).
+
+    What a process with several services pushes for each of them, to a group
+    of its own: another service's series would land in the wrong group.
+    """
+
+    def __init__(self, service: str, registry: CollectorRegistry = REGISTRY) -> None:
+        self.service, self.registry = service, registry
+
+    def collect(self) -> Iterator[Metric]:
+        """Each family of the registry, with only this service's samples (or none's)."""
+        for family in self.registry.collect():
+            mine = self.service
+            kept = [s for s in family.samples if s.labels.get("service", mine) == mine]
+            if kept:
+                view = Metric(family.name, family.documentation, family.type, family.unit)
+                view.samples = kept
+                yield view
 
 
 async def push(
@@ -41,7 +63,7 @@ async def push(
     *,
     service: str,
     keep_success: Callable[[float], None] | None = None,
-    registry: CollectorRegistry = REGISTRY,
+    registry: CollectorRegistry | ServiceView = REGISTRY,
 ) -> bool:
     """Push ``registry`` to the gateway, all of it within ``gateway.timeout``; whether it worked.
 
@@ -50,7 +72,8 @@ async def push(
         service: ``SERVICE_NAME``, to find the group's last success.
         keep_success: Given (a failed run), it is called with the last success
             the gateway holds, before the push replaces the group.
-        registry: What to push (async collectors are fetched first).
+        registry: What to push (async collectors are fetched first): a
+            registry, or one service's view of it.
     """
     try:
         async with asyncio.timeout(gateway.timeout), _session() as session:
@@ -59,7 +82,8 @@ async def push(
             ):
                 keep_success(previous)
             # Values fetched at scrape time are fetched for the push too (failures are logged).
-            await refresh_async_collectors(registry, gateway.timeout / 2)
+            whole = registry.registry if isinstance(registry, ServiceView) else registry
+            await refresh_async_collectors(whole, gateway.timeout / 2)
             body = await asyncio.to_thread(render, registry)
             headers = {"Content-Type": CONTENT_TYPE_TEXT}
             async with session.put(group_url(gateway), data=body, headers=headers) as response:

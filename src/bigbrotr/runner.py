@@ -11,20 +11,27 @@ prints and turns into exit code 2. Finding and building the service is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import os
 import threading
 import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from bigbrotr import pushgateway
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig
 from bigbrotr.core.config import masked
+from bigbrotr.core.exposition import Healths, Statuses
 from bigbrotr.core.logger import get_logger
+from bigbrotr.core.metrics_config import MetricsConfig
 from bigbrotr.core.server import MetricsServer
+from bigbrotr.core.service_group import ServiceGroup
 from bigbrotr.core.yaml import ConfigFileError
 from bigbrotr.process import EXIT_FAILED, EXIT_OK, ShutdownSignals, UsageError
+from bigbrotr.pushgateway import ServiceView
 from bigbrotr.targets import BUNDLED_SERVICES, Target, resolve_target, with_port
 
 __all__ = [
@@ -33,8 +40,11 @@ __all__ = [
     "UsageError",
     "resolve_target",
     "run",
+    "run_group",
     "serve",
     "serve_forever",
+    "serve_group_forever",
+    "serve_group_once",
     "serve_once",
     "with_port",
 ]
@@ -56,10 +66,26 @@ def run(service: BaseService[BaseServiceConfig], signals: ShutdownSignals, *, on
     Raises:
         UsageError: If the metrics endpoint cannot start (port, web config).
     """
+    return _on_own_loop(serve_once(service, signals) if once else serve_forever(service, signals))
+
+
+def run_group(
+    group: ServiceGroup, metrics: MetricsConfig, signals: ShutdownSignals, *, once: bool
+) -> int:
+    """``run`` for several services of one process, with one endpoint (``metrics``).
+
+    Raises:
+        UsageError: If the metrics endpoint cannot start (port, web config).
+    """
+    if once:
+        return _on_own_loop(serve_group_once(group, metrics, signals))
+    return _on_own_loop(serve_group_forever(group, metrics, signals))
+
+
+def _on_own_loop(main: Coroutine[Any, Any, int]) -> int:
     loop = asyncio.new_event_loop()
     threads = ThreadPoolExecutor(thread_name_prefix=_TO_THREAD)  # asyncio.to_thread's
     loop.set_default_executor(threads)
-    main = serve_once(service, signals) if once else serve_forever(service, signals)
     try:
         code = loop.run_until_complete(main)
     finally:
@@ -113,26 +139,72 @@ async def serve_forever(service: BaseService[BaseServiceConfig], signals: Shutdo
     """
     signals.attach(service)
     try:
-        server = MetricsServer(service.config.metrics, health=service.health, status=service.status)
-        await _start(server)
-        try:
-            if server.url is not None and service.config.metrics.web_config_file is not None:
-                signals.on_reload(server.request_reload)  # certificates and users rotate live
+        async with _serving(service.config.metrics, service.health, service.status, signals) as url:
             _log_start(service, once=False)
-            if server.url:
-                path = service.config.metrics.path
-                base = server.url.removesuffix(path)
-                pages = {"status_page": f"{base}/"} if path != "/" else {}  # "/" is the metrics
-                _log.info("serving metrics", url=server.url, **pages, readyz=f"{base}/readyz")
+            _log_serving(url, service.config.metrics)
             async with service:
                 failed = await service.run_forever()
-        finally:
-            signals.on_reload(None)
-            await server.stop()
         _log.info("stopped", reason="failure limit" if failed else "shutdown requested")
         return EXIT_FAILED if failed else EXIT_OK
     finally:
         signals.detach()
+
+
+async def serve_group_forever(
+    group: ServiceGroup, metrics: MetricsConfig, signals: ShutdownSignals
+) -> int:
+    """``serve_forever`` for several services: one endpoint, each on its schedule.
+
+    A service that reaches its failure limit stops them all (the others get
+    their ``shutdown_grace``), and the process exits 1 with a line naming it.
+
+    Returns:
+        ``EXIT_FAILED`` if a service's failure limit stopped them, else ``EXIT_OK``.
+
+    Raises:
+        UsageError: If the metrics endpoint cannot start (port, web config).
+    """
+    signals.attach(group)
+    try:
+        async with _serving(metrics, group.health, group.status, signals) as url:
+            for service in group.services:
+                _log_start(service, once=False)
+            _log_serving(url, metrics)
+            async with group:
+                stopped_by = await group.run_forever()
+        if stopped_by is not None:
+            _log.error("stopped", reason="failure limit", service=stopped_by.SERVICE_NAME)
+            return EXIT_FAILED
+        _log.info("stopped", reason="shutdown requested")
+        return EXIT_OK
+    finally:
+        signals.detach()
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    metrics: MetricsConfig,
+    health: Callable[[], Healths],
+    status: Callable[[], Statuses],
+    signals: ShutdownSignals,
+) -> AsyncIterator[str | None]:
+    """The endpoint (when enabled) while the block runs, its URL; SIGHUP re-reads its web config."""
+    server = MetricsServer(metrics, health=health, status=status)
+    await _start(server)
+    try:
+        if server.url is not None and metrics.web_config_file is not None:
+            signals.on_reload(server.request_reload)  # certificates and users rotate live
+        yield server.url
+    finally:
+        signals.on_reload(None)
+        await server.stop()
+
+
+def _log_serving(url: str | None, metrics: MetricsConfig) -> None:
+    if url:
+        base = url.removesuffix(metrics.path)
+        pages = {"status_page": f"{base}/"} if metrics.path != "/" else {}  # "/": the metrics
+        _log.info("serving metrics", url=url, **pages, readyz=f"{base}/readyz")
 
 
 async def _start(server: MetricsServer) -> None:
@@ -161,42 +233,90 @@ async def serve_once(service: BaseService[BaseServiceConfig], signals: ShutdownS
             if not service.is_running:  # a signal came during start-up
                 _log.info("stopped before the cycle", reason="shutdown requested")
                 return EXIT_OK
-            started = service.clock()
-            succeeded = await service.run_cycle()
-            duration = service.clock() - started
-            service.set_gauge("run_duration_seconds", duration)
-            gateway = service.config.metrics.pushgateway
-            pushed = None
-            if succeeded:
-                # when it ended, on the service's clock (as every timestamp it exports)
-                service.set_gauge("last_success_timestamp", service.status().recent[-1].ended_at)
-            if gateway is not None:
-                pushed = await pushgateway.push(
-                    gateway,
-                    service=service.SERVICE_NAME,
-                    # a failed run keeps the group's last success: the PUT would erase it
-                    keep_success=None
-                    if succeeded
-                    else lambda at: service.set_gauge("last_success_timestamp", at),
-                )
+            succeeded, pushed = await _once(service, service.config.metrics.pushgateway)
         code = EXIT_OK if succeeded or signals.received else EXIT_FAILED
-        if pushed is False and code == EXIT_OK:
-            code = EXIT_FAILED
-        _log.info(
-            "once done",
-            outcome="success" if succeeded else "failure",
-            duration_seconds=round(duration, 3),
-            pushed=pushed,
-        )
-        return code
+        return EXIT_FAILED if pushed is False and code == EXIT_OK else code
     finally:
         signals.detach()
+
+
+async def serve_group_once(
+    group: ServiceGroup, metrics: MetricsConfig, signals: ShutdownSignals
+) -> int:
+    """``serve_once`` for several services: one cycle of each at once, each pushed.
+
+    Each service is pushed to a group of its own (the Pushgateway's
+    ``grouping_key`` and ``service=<name>``), with its own series and those
+    of no service (the process's). Exit 1 when any cycle or push failed.
+    """
+    signals.attach(group)
+    try:
+        for service in group.services:
+            _log_start(service, once=True)
+        async with group:
+            if not all(service.is_running for service in group.services):  # a signal came
+                _log.info("stopped before the cycle", reason="shutdown requested")
+                return EXIT_OK
+            gateway = metrics.pushgateway
+            outcomes = await asyncio.gather(
+                *(
+                    _once(service, gateway, view=ServiceView(service.SERVICE_NAME))
+                    for service in group.services
+                )
+            )
+        succeeded = all(ok for ok, _ in outcomes)
+        code = EXIT_OK if succeeded or signals.received else EXIT_FAILED
+        return EXIT_FAILED if any(pushed is False for _, pushed in outcomes) else code
+    finally:
+        signals.detach()
+
+
+async def _once(
+    service: BaseService[BaseServiceConfig],
+    gateway: pushgateway.PushgatewayConfig | None,
+    view: ServiceView | None = None,
+) -> tuple[bool, bool | None]:
+    """One cycle, its push (when configured) and its ``once done`` line: (succeeded, pushed).
+
+    With a ``view`` (several services) only that service's series are pushed,
+    to a group of its own.
+    """
+    started = service.clock()
+    succeeded = await service.run_cycle()
+    duration = service.clock() - started
+    service.set_gauge("run_duration_seconds", duration)
+    pushed = None
+    if succeeded:
+        # when it ended, on the service's clock (as every timestamp it exports)
+        service.set_gauge("last_success_timestamp", service.status().recent[-1].ended_at)
+    if gateway is not None:
+        if view is not None:
+            grouping = {**gateway.grouping_key, "service": service.SERVICE_NAME}
+            gateway = gateway.model_copy(update={"grouping_key": grouping})
+        pushed = await pushgateway.push(
+            gateway,
+            service=service.SERVICE_NAME,
+            # a failed run keeps the group's last success: the PUT would erase it
+            keep_success=None
+            if succeeded
+            else lambda at: service.set_gauge("last_success_timestamp", at),
+            **({"registry": view} if view is not None else {}),
+        )
+    _log.info(
+        "once done",
+        outcome="success" if succeeded else "failure",
+        duration_seconds=round(duration, 3),
+        pushed=pushed,
+        **({"service": service.SERVICE_NAME} if view is not None else {}),
+    )
+    return succeeded, pushed
 
 
 def _log_start(service: BaseService[BaseServiceConfig], once: bool) -> None:
     service_class = type(service)
     _log.info(
         "starting",
+        service=service.SERVICE_NAME,
         target=f"{service_class.__module__}:{service_class.__qualname__}",
         once=once,
         config=masked(service.config),

@@ -29,11 +29,12 @@ from pydantic import ValidationError
 
 from bigbrotr.core.base_service import BaseService, BaseServiceConfig, load_config
 from bigbrotr.core.config import describe_validation_error
+from bigbrotr.core.metrics_config import MetricsConfig
 from bigbrotr.core.web_config import load_web_config
 from bigbrotr.core.yaml import ConfigFileError
 from bigbrotr.process import UsageError
 
-__all__ = ["BUNDLED_SERVICES", "Target", "resolve_target", "with_port"]
+__all__ = ["BUNDLED_SERVICES", "Target", "check_endpoint", "resolve_target", "with_port"]
 
 #: Bundled service name -> (import target, default YAML shipped beside it).
 BUNDLED_SERVICES: dict[str, tuple[str, str]] = {
@@ -90,18 +91,7 @@ class Target:
             UsageError: If the name does not resolve; the message names the
                 config file (``path``, else the default one).
         """
-        metrics = config.metrics
-        if not metrics.enabled:
-            return
-        try:
-            socket.getaddrinfo(metrics.host, metrics.port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            source = path or self.default_config
-            where = f"{source}: " if source else ""
-            raise UsageError(
-                f"{where}field 'metrics.host': cannot resolve {metrics.host!r}: {reason}"
-            ) from None
+        _check_host(config.metrics, path or self.default_config)
 
     def check_web_config(self, config: BaseServiceConfig) -> None:
         """Read ``metrics.web_config_file`` as ``run`` would (certificates, hashes, keys).
@@ -109,15 +99,7 @@ class Target:
         Raises:
             UsageError: If it is missing or wrong, naming the file and the key.
         """
-        path = config.metrics.web_config_file
-        if not config.metrics.enabled or path is None:
-            return
-        try:
-            load_web_config(path)
-        except FileNotFoundError:
-            raise UsageError(f"web config file not found: {path}") from None
-        except ConfigFileError as exc:
-            raise UsageError(str(exc)) from None
+        _check_web_config(config.metrics)
 
     def build(self, config: BaseServiceConfig) -> BaseService[BaseServiceConfig]:
         """Build the service with ``config`` (the class, or the factory).
@@ -140,6 +122,41 @@ class Target:
                 f"factory {self.name!r} returned {type(service).__name__}, not a BaseService"
             )
         return service
+
+
+def check_endpoint(metrics: MetricsConfig, source: Path | None) -> None:
+    """What ``run`` would find wrong with the endpoint: its host, its web config file.
+
+    Raises:
+        UsageError: Naming ``source`` (the file ``metrics:`` is in) or the web config.
+    """
+    _check_host(metrics, source)
+    _check_web_config(metrics)
+
+
+def _check_host(metrics: MetricsConfig, source: Path | None) -> None:
+    if not metrics.enabled:
+        return
+    try:
+        socket.getaddrinfo(metrics.host, metrics.port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        where = f"{source}: " if source else ""
+        raise UsageError(
+            f"{where}field 'metrics.host': cannot resolve {metrics.host!r}: {reason}"
+        ) from None
+
+
+def _check_web_config(metrics: MetricsConfig) -> None:
+    path = metrics.web_config_file
+    if not metrics.enabled or path is None:
+        return
+    try:
+        load_web_config(path)
+    except FileNotFoundError:
+        raise UsageError(f"web config file not found: {path}") from None
+    except ConfigFileError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def with_port(config: BaseServiceConfig, port: int, path: Path | None) -> BaseServiceConfig:

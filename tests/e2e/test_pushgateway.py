@@ -225,3 +225,38 @@ def test_a_dripping_gateway_cannot_hold_the_run_past_its_timeout(
     failed = cli.logged("push to the Pushgateway failed")
     assert failed and failed[0]["reason"] == "took longer than timeout=1s"
     assert cli.logged("once done")[0]["pushed"] is False
+
+
+def test_a_process_file_pushes_a_group_per_service(start_cli: StartCLI, pushgateway: str) -> None:
+    """Each service in a group of its own (service=<name>), with only its own series."""
+    gateway = {"url": pushgateway, "job": "nightly", "grouping_key": {"path": "/data/in"}}
+    process = {
+        "metrics": {"enabled": True, "pushgateway": gateway},
+        "services": {
+            "good": {"target": TARGET, "config": {}},
+            "bad": {"target": TARGET, "config": {"mode": "fail"}},
+        },
+    }
+    cli = start_cli("run", "--once", "--log-format", "json", config=process)
+    assert cli.wait() == 1  # one cycle failed
+    assert {line["service"]: line["pushed"] for line in cli.logged("once done")} == {
+        "good": True,
+        "bad": True,
+    }
+    text = pushed(pushgateway)
+    # the Pushgateway relabels whatever a push holds with its group's service: each push
+    # must hold only its own service's series (and the process's)
+    for name, outcome, other in (
+        ("good", "cycles_success", "cycles_failed"),
+        ("bad", "cycles_failed", "cycles_success"),
+    ):
+        labels = {"job": "nightly", "path": "/data/in", "service": name}
+        assert sample_value(text, "service_counter_total", name=outcome, **labels) == 1
+        assert sample_value(text, "service_counter_total", name=other, **labels) == 0
+        assert text.count(f'name="{outcome}",path="/data/in",service="{name}"') == 1
+    groups = {
+        line.split("push_time_seconds{", 1)[1].split("}")[0]
+        for line in text.splitlines()
+        if line.startswith("push_time_seconds{")
+    }
+    assert len(groups) == 2 and all('path="/data/in"' in group for group in groups)

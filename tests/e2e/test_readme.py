@@ -29,6 +29,6 @@ def test_the_readme_runs_as_written(tmp_path: Path) -> None:
     document = blocks(readme)
     runner = Runner("README.md", tmp_path, {"BIGBROTR": str(wheel), "FETCHER_METRICS_PORT": port})
     done = runner.run(document)
-    assert done.count("output matched") == 3  # the metrics; the schedule, and its mistake
-    assert done.count("ran the Python") == 1  # the renderer; the others are files run
-    assert sum(what.startswith("started in the background") for what in done) == 2
+    assert done.count("output matched") == 4  # metrics; a schedule and its mistake; readyz
+    assert done.count("ran the Python") == 2  # several services, the renderer; files run
+    assert sum(what.startswith("started in the background") for what in done) == 3

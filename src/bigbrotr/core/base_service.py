@@ -17,7 +17,8 @@ import contextlib
 import functools
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
@@ -35,9 +36,31 @@ from bigbrotr.core.status import StatusSnapshot
 from bigbrotr.core.timing import Observer, Timer
 from bigbrotr.core.watchdog import LoopWatchdog
 
-__all__ = ["BaseService", "BaseServiceConfig", "describe_validation_error", "load_config"]
+__all__ = [
+    "BaseService",
+    "BaseServiceConfig",
+    "describe_validation_error",
+    "load_config",
+    "named",
+]
 
 ConfigT = TypeVar("ConfigT", bound=BaseServiceConfig)
+_name: ContextVar[str | None] = ContextVar("bigbrotr_service_name", default=None)
+
+
+@contextlib.contextmanager
+def named(name: str) -> Iterator[str]:
+    """Services built inside this block are named ``name`` instead of their ``SERVICE_NAME``.
+
+    One class can then run twice in a process, with two configs and two
+    ``service`` labels (``bigbrotr run`` does this for each entry of a process
+    file). It works whatever the class's ``__init__`` takes, as ``using_clock``.
+    """
+    token = _name.set(name)
+    try:
+        yield name
+    finally:
+        _name.reset(token)
 
 
 @functools.cache
@@ -88,6 +111,8 @@ class BaseService(ABC, Generic[ConfigT]):
     CONFIG_CLASS: ClassVar[type[BaseServiceConfig]] = BaseServiceConfig
 
     def __init__(self, config: ConfigT | None = None) -> None:
+        if (override := _name.get()) is not None:
+            self.__dict__["SERVICE_NAME"] = override  # this instance's name (``named``)
         if not getattr(self, "SERVICE_NAME", ""):
             raise TypeError(f"{type(self).__name__} must set the class variable SERVICE_NAME")
         self._config = config if config is not None else cast(ConfigT, self.CONFIG_CLASS())

@@ -161,6 +161,7 @@ def describe_validation_error(
     *,
     model: type[BaseModel] | None = None,
     lines: KeyLines | None = None,
+    within: tuple[str, ...] = (),
 ) -> str:
     """Summarise a pydantic error as one line naming each bad field.
 
@@ -170,6 +171,8 @@ def describe_validation_error(
             the closest key it knows at that level, if one is close.
         lines: Where each key was written (``load_yaml_with_lines``); an
             unknown key is then given its line.
+        within: Where the model sits in its file (``("services", "eu",
+            "config")`` in a process file): fields are named from the file's top.
 
     Returns:
         For example ``field 'metrics.port': port must be ... (got 80)``, or
@@ -177,11 +180,12 @@ def describe_validation_error(
     """
     parts = []
     for error in exc.errors():
-        field = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        field = ".".join((*within, *(str(part) for part in error["loc"]))) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            line = (lines or {}).get(tuple(str(part) for part in error["loc"]))
+            line = (lines or {}).get((*within, *(str(part) for part in error["loc"])))
             close = _close_key(model, error["loc"]) if model is not None else None
+            close = ".".join((*within, close)) if close is not None else None
             parts.append(
                 f"unknown field '{field}'"
                 + (f" at line {line}" if line is not None else "")

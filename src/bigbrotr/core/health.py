@@ -8,9 +8,10 @@ own ``/healthz?verbose`` does, for people; machines rely on the status alone.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Check", "HealthSnapshot", "Verdict", "liveness", "readiness"]
+__all__ = ["Check", "HealthSnapshot", "Verdict", "liveness", "of_each", "readiness"]
 
 
 @dataclass(frozen=True)
@@ -121,3 +122,18 @@ def readiness(snapshot: HealthSnapshot) -> Verdict:
         Check("shutdown", False, "shutting down") if s.shutting_down else Check("shutdown", True)
     )
     return Verdict(tuple(checks))
+
+
+def of_each(verdicts: Mapping[str, Verdict]) -> Verdict:
+    """One verdict for several services: every service's checks, named ``service: check``.
+
+    It passes only when every service's does, so ``/readyz`` of a process
+    with several services is 200 only when each one is ready.
+    """
+    return Verdict(
+        tuple(
+            Check(f"{service}: {check.name}", check.ok, check.reason)
+            for service, verdict in verdicts.items()
+            for check in verdict.checks
+        )
+    )

@@ -20,9 +20,12 @@ Attributes:
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import InfoMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
 from bigbrotr.core.async_collectors import register_async_collector, unregister_async_collector
@@ -43,12 +46,56 @@ __all__ = [
     "MetricsConfig",
     "MetricsServer",
     "PushgatewayConfig",
+    "ServiceInfo",
     "register_async_collector",
     "start_metrics_server",
     "unregister_async_collector",
 ]
 
-SERVICE_INFO = Info("service", "Static service metadata, set once at start.")
+
+class ServiceInfo:
+    """``service_info``: prometheus_client's ``Info`` API, one series per service.
+
+    A process runs one service or several; ``info({"service": name, ...})``
+    sets that service's series and leaves the others', where an ``Info``
+    would keep only the last call's (a dashboard's ``$service`` list would
+    lose every service but one).
+    """
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry | None) -> None:
+        self._name, self._documentation = name, documentation
+        self._infos: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def info(self, values: dict[str, str]) -> None:
+        """Set the series of ``values["service"]`` (every value a string, as ``Info``'s)."""
+        if not all(isinstance(value, str) for value in values.values()):
+            raise ValueError(f"info values must be strings: {values!r}")
+        with self._lock:
+            self._infos[values.get("service", "")] = dict(values)
+
+    def remove(self, service: str) -> None:
+        """Drop the series of ``service`` (a service retired); others stay."""
+        with self._lock:
+            self._infos.pop(service, None)
+
+    def describe(self) -> list[Metric]:
+        """The family, empty (what the registry checks names against)."""
+        return [InfoMetricFamily(self._name, self._documentation)]
+
+    def collect(self) -> Iterator[Metric]:
+        """One ``<name>_info`` sample per service."""
+        family = InfoMetricFamily(self._name, self._documentation, labels=())
+        with self._lock:
+            infos = list(self._infos.values())
+        for values in infos:
+            family.add_metric([], values)
+        yield family
+
+
+SERVICE_INFO = ServiceInfo("service", "Static service metadata, set once at start.", REGISTRY)
 SERVICE_GAUGE = Gauge(
     "service_gauge", "Point-in-time service values, by name.", ["service", "name"]
 )

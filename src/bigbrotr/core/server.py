@@ -36,11 +36,9 @@ from prometheus_client.registry import CollectorRegistry
 from bigbrotr.core import self_metrics
 from bigbrotr.core._connections import Connections, Guarded, client_error_log
 from bigbrotr.core._tls_sniff import HTTPSOnly
-from bigbrotr.core.exposition import SERVER, Access, Endpoint, Request, Site
-from bigbrotr.core.health import HealthSnapshot
+from bigbrotr.core.exposition import SERVER, Access, Endpoint, Healths, Request, Site, Statuses
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.metrics_config import MetricsConfig
-from bigbrotr.core.status import StatusSnapshot
 from bigbrotr.core.web_config import WebConfig, load_web_config
 from bigbrotr.core.yaml import ConfigFileError
 
@@ -64,8 +62,8 @@ class _ServerThread:
         endpoint: Endpoint,
         metrics: self_metrics.ConnectionMetrics,
         web: WebConfig,
-        health: Callable[[], HealthSnapshot] | None,
-        status: Callable[[], StatusSnapshot] | None,
+        health: Callable[[], Healths] | None,
+        status: Callable[[], Statuses] | None,
     ) -> None:
         self.bound: Future[int] = Future()
         self.done: Future[None] = Future()
@@ -254,8 +252,8 @@ class MetricsServer:
         self,
         config: MetricsConfig,
         registry: CollectorRegistry = REGISTRY,
-        health: Callable[[], HealthSnapshot] | None = None,
-        status: Callable[[], StatusSnapshot] | None = None,
+        health: Callable[[], Healths] | None = None,
+        status: Callable[[], Statuses] | None = None,
     ) -> None:
         self._config = config
         self._registry = registry

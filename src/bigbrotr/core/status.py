@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -135,8 +136,19 @@ def _since_success(snapshot: StatusSnapshot) -> float | None:
     return None if health.last_success_at is None else health.now - health.last_success_at
 
 
-def as_json(snapshot: StatusSnapshot) -> dict[str, Any]:
-    """The snapshot for machines (``/status.json``); times are Unix seconds."""
+def as_json(snapshot: StatusSnapshot | Sequence[StatusSnapshot]) -> dict[str, Any]:
+    """The snapshot for machines (``/status.json``); times are Unix seconds.
+
+    Given several services' snapshots: ``services``, one entry each, with
+    ``alive`` and ``ready`` true only when they are for every service.
+    """
+    if not isinstance(snapshot, StatusSnapshot):
+        each = [as_json(one) for one in snapshot]
+        return {
+            "alive": all(one["alive"] for one in each),
+            "ready": all(one["ready"] for one in each),
+            "services": each,
+        }
     verdict = readiness(snapshot.health)
     error = snapshot.last_error
     return {
@@ -189,6 +201,13 @@ def _tile(label: str, value: str, *, name: str, bad: bool = False) -> str:
 
 def _main(snapshot: StatusSnapshot) -> str:
     """The part of the page that changes (swapped in place on each refresh)."""
+    current, body = _service(snapshot)
+    updated = f'<p class="muted">Updated {utc(snapshot.now)}.</p>'
+    return f'<main data-state="{current}">{body}{updated}</main>'
+
+
+def _service(snapshot: StatusSnapshot) -> tuple[str, str]:
+    """One service's state, and its part of the page: badge, tiles, chart, checks, error."""
     health = snapshot.health
     verdict = readiness(health)
     current = state(snapshot, verdict)
@@ -233,8 +252,7 @@ def _main(snapshot: StatusSnapshot) -> str:
             f" at {utc(error.at)} ({seconds(max(0.0, snapshot.now - error.at))} ago)</div>"
             f"<pre>{escape(error.message)}</pre></div>"
         )
-    return (
-        f'<main data-state="{current}">'
+    return current, (
         f'<p class="verdict"><span class="state {current}" data-field="state">'
         f"{_STATE_WORDS[current]}</span>"
         f' <span class="muted" data-field="why">{escape(_why(snapshot, current, verdict))}</span>'
@@ -243,8 +261,6 @@ def _main(snapshot: StatusSnapshot) -> str:
         f"<section><h2>Recent cycles</h2>{chart(snapshot.recent)}</section>"
         f'<section><h2>Readiness</h2><ul class="checks">{checks}</ul></section>'
         f"<section><h2>Last error</h2>{last_error}</section>"
-        f'<p class="muted">Updated {utc(snapshot.now)}.</p>'
-        "</main>"
     )
 
 
@@ -253,6 +269,7 @@ body{font:15px/1.4 system-ui,sans-serif;margin:0 auto;max-width:960px;padding:1r
 color:#1d2430;background:#f6f7f9}
 header{display:flex;align-items:baseline;gap:1rem;flex-wrap:wrap}
 h1{font-size:1.6rem;margin:.2rem 0}h2{font-size:1.05rem;margin:1.2rem 0 .4rem}
+h2.service{font-size:1.3rem;margin-top:2rem;border-top:1px solid #dde1e7;padding-top:1rem}
 .muted{color:#5b6474;font-size:.9rem}
 .verdict{margin:.4rem 0}
 .state{display:inline-block;margin-right:.4rem;padding:.15rem .7rem;border-radius:1rem;
@@ -318,10 +335,46 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def page(snapshot: StatusSnapshot, *, metrics_path: str) -> str:
-    """The whole HTML page; ``metrics_path`` is where the scrape endpoint is."""
+def page(snapshot: StatusSnapshot | Sequence[StatusSnapshot], *, metrics_path: str) -> str:
+    """The whole HTML page; ``metrics_path`` is where the scrape endpoint is.
+
+    Given several services' snapshots (a process file), a section per service.
+    """
+    if not isinstance(snapshot, StatusSnapshot):
+        return _page_of_each(tuple(snapshot), metrics_path)
     name = escape(snapshot.service)
     version = f" {escape(snapshot.version)}" if snapshot.version else ""
+    title = f'<h1>{name}</h1><span class="muted">version{version or " unknown"}'
+    return _page(name, title, snapshot.bigbrotr_version, _main(snapshot), metrics_path)
+
+
+def _page_of_each(snapshots: tuple[StatusSnapshot, ...], metrics_path: str) -> str:
+    sections, states = [], []
+    for snapshot in snapshots:
+        current, body = _service(snapshot)
+        states.append(current)
+        version = f" {escape(snapshot.version)}" if snapshot.version else ""
+        sections.append(
+            f'<section class="service" data-service="{escape(snapshot.service)}">'
+            f'<h2 class="service">{escape(snapshot.service)}'
+            f' <span class="muted">{version or " unknown"}</span></h2>{body}</section>'
+        )
+    now = max((snapshot.now for snapshot in snapshots), default=0.0)
+    worst = min(states, key=_SEVERITY.index, default="ready")
+    main = (
+        f'<main data-state="{worst}">{"".join(sections)}'
+        f'<p class="muted">Updated {utc(now)}.</p></main>'
+    )
+    title = f'<h1>{len(snapshots)} services</h1><span class="muted">'
+    bigbrotr = snapshots[0].bigbrotr_version if snapshots else ""
+    return _page(f"{len(snapshots)} services", title, bigbrotr, main, metrics_path)
+
+
+#: The states from worst to best: a process with several services shows its worst.
+_SEVERITY = ("not_alive", "not_ready", "stopping", "degraded", "ready")
+
+
+def _page(name: str, title: str, bigbrotr: str, main: str, metrics_path: str) -> str:
     links = [
         (metrics_path, "metrics"),
         ("/healthz?verbose", "healthz"),
@@ -334,8 +387,7 @@ def page(snapshot: StatusSnapshot, *, metrics_path: str) -> str:
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<link rel="icon" href="data:,">'
         f"<title>{name} · bigbrotr</title><style>{_STYLE}</style></head><body>"
-        f'<header><h1>{name}</h1><span class="muted">version{version or " unknown"}'
-        f" · bigbrotr {escape(snapshot.bigbrotr_version)}</span>"
+        f"<header>{title} · bigbrotr {escape(bigbrotr)}</span>"
         '<span class="offline">not answering, showing the last state</span></header>'
-        f"{_main(snapshot)}<nav>{nav}</nav><script>{_SCRIPT}</script></body></html>"
+        f"{main}<nav>{nav}</nav><script>{_SCRIPT}</script></body></html>"
     )

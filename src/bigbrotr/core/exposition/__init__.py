@@ -33,7 +33,9 @@ from bigbrotr.core.exposition._site import (
     MAX_PENDING_CHECKS_PER_CLIENT,
     SERVER,
     Access,
+    Healths,
     Site,
+    Statuses,
 )
 
 __all__ = [
@@ -45,9 +47,11 @@ __all__ = [
     "Access",
     "Endpoint",
     "Format",
+    "Healths",
     "Request",
     "Response",
     "Site",
+    "Statuses",
     "fast_path_active",
     "gzip_accepted",
     "negotiate",

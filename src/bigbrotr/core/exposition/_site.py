@@ -16,14 +16,14 @@ import collections
 import contextlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from bigbrotr.core.exposition._endpoint import Endpoint
 from bigbrotr.core.exposition._http import Request, Response, for_method
-from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, readiness
+from bigbrotr.core.health import HealthSnapshot, Verdict, liveness, of_each, readiness
 from bigbrotr.core.logger import get_logger
 from bigbrotr.core.status import CONTENT_SECURITY_POLICY, StatusSnapshot, as_json, page
 
@@ -33,7 +33,9 @@ __all__ = [
     "SERVER",
     "Access",
     "Authenticator",
+    "Healths",
     "Site",
+    "Statuses",
 ]
 
 _log = get_logger(__name__)
@@ -47,6 +49,10 @@ _HEALTH: dict[str, Callable[[HealthSnapshot], Verdict]] = {
     "/readyz": readiness,
 }
 _READS = ("GET", "HEAD")
+#: What the health and status routes read: one service's snapshot, or each service's
+#: of a process that runs several (by name; in order).
+Healths = HealthSnapshot | Mapping[str, HealthSnapshot]
+Statuses = StatusSnapshot | Sequence[StatusSnapshot]
 #: The status page for people, and the same state for machines.
 _STATUS_PAGE, _STATUS_JSON = "/", "/status.json"
 _TEXT = "text/plain; charset=utf-8"
@@ -99,8 +105,10 @@ class Site:
         metrics_path: The metrics path, which comes first (a status page at
             ``/`` yields to metrics served at ``/``); None when the endpoint
             serves every path (an app mounted under a prefix).
-        health: The service's health snapshot, for the health routes.
-        status: The service's status snapshot, for the status page and JSON.
+        health: The service's health snapshot, for the health routes (each
+            service's, by name, when a process runs several).
+        status: The service's status snapshot, for the status page and JSON
+            (each service's, when a process runs several).
         access: Basic auth, headers and unprotected paths; read per request,
             so a reload can swap it (a callable returning the current one).
         server: The ``Server`` header, or None to leave it to the web server
@@ -112,8 +120,8 @@ class Site:
         endpoint: Endpoint,
         *,
         metrics_path: str | None = "/metrics",
-        health: Callable[[], HealthSnapshot] | None = None,
-        status: Callable[[], StatusSnapshot] | None = None,
+        health: Callable[[], Healths] | None = None,
+        status: Callable[[], Statuses] | None = None,
         access: Callable[[], Access] = Access,  # no auth, no headers
         server: str | None = SERVER,
     ) -> None:
@@ -222,7 +230,11 @@ class Site:
         if request.method not in _READS:
             return _text(405, "method not allowed\n", Allow="GET, HEAD")
         if verdict is not None and self._health is not None:
-            answer = verdict(self._health())
+            healths = self._health()
+            if isinstance(healths, HealthSnapshot):
+                answer = verdict(healths)
+            else:  # every service's checks, each named for its service
+                answer = of_each({name: verdict(each) for name, each in healths.items()})
             verbose = any(name == "verbose" for name, _ in request.query)
             return _text(answer.status, answer.text(verbose))
         assert self._status is not None
