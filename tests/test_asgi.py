@@ -280,3 +280,26 @@ async def test_websocket_is_refused_and_unknown_scopes_raise(registry: Collector
     assert sent == [{"type": "websocket.close", "code": 1008}]
     with pytest.raises(ValueError, match="'http' and 'lifespan' scopes, not 'webtransport'"):
         await app({"type": "webtransport"}, receive, send)
+
+
+async def test_a_group_of_services_is_served_as_bigbrotr_run_serves_it(
+    serve: Serve, http: aiohttp.ClientSession, registry: CollectorRegistry
+) -> None:
+    """Given a ServiceGroup, the app answers for each service: /readyz?verbose, status.json."""
+    from bigbrotr.core.base_service import named
+    from bigbrotr.core.service_group import ServiceGroup
+    from bigbrotr.services.demo import DemoConfig, DemoService
+
+    with named("asgi-a"):
+        first = DemoService(DemoConfig())
+    with named("asgi-b"):
+        second = DemoService(DemoConfig())
+    app = make_asgi_app(registry, service=ServiceGroup([first, second]))
+    async with serve(app) as url:
+        async with http.get(f"{url}/readyz?verbose") as response:
+            verbose = await response.text()
+            assert response.status == 200
+        async with http.get(f"{url}/status.json") as response:
+            status = await response.json()
+    assert "[+]asgi-a: freshness ok" in verbose and "[+]asgi-b: freshness ok" in verbose
+    assert [each["service"] for each in status["services"]] == ["asgi-a", "asgi-b"]

@@ -36,6 +36,7 @@ from bigbrotr.core.exposition import Access, Endpoint, Request, Response, Site
 
 if TYPE_CHECKING:
     from bigbrotr.core.base_service import BaseService
+    from bigbrotr.core.service_group import ServiceGroup
 
 __all__ = ["MetricsApp", "Receive", "Scope", "Send", "make_asgi_app"]
 
@@ -116,7 +117,7 @@ def make_asgi_app(
     path: str | None = None,
     max_requests_in_flight: int = 10,
     render_timeout: float = 10.0,
-    service: BaseService[Any] | None = None,
+    service: BaseService[Any] | ServiceGroup | None = None,
     web_config_file: str | os.PathLike[str] | None = None,
     unprotected_paths: Iterable[str] = (),
 ) -> MetricsApp:
@@ -135,8 +136,9 @@ def make_asgi_app(
             framework's ``mount("/metrics", ...)`` needs.
         max_requests_in_flight: Scrapes served at once; more get 503.
         render_timeout: Seconds a scrape waits for its render before 503.
-        service: A ``BaseService`` whose ``/healthz``, ``/livez``, ``/readyz``,
-            status page (``/``) and ``/status.json`` are served too.
+        service: A ``BaseService`` (or a ``ServiceGroup`` of several) whose
+            ``/healthz``, ``/livez``, ``/readyz``, status page (``/``) and
+            ``/status.json`` are served too.
         web_config_file: An exporter-toolkit web config file: basic auth
             (checked with bcrypt off the event loop) and response headers. TLS
             is the ASGI server's job (``uvicorn --ssl-certfile``), so a file
